@@ -1,0 +1,116 @@
+"""How a socket proves who it is: exactly one of the contract's three ways.
+
+- `?ticket=` from REST join/ticket: signed, single use, short-lived, bound to the room;
+- `Authorization: Token <key>` header (the mini-program's wx.connectSocket sends headers);
+- `?resume=` from an earlier `welcome`: bound to user, room and session.
+
+The middleware only resolves credentials into `scope["voiceroom_auth"]`; the consumer
+accepts the handshake first and then closes with the documented code, so every client
+can read why (an HTTP 403 on the upgrade would hide it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.security.websocket import OriginValidator as ChannelsOriginValidator
+from django.conf import settings
+
+from rooms import presence, services
+
+
+@dataclass(frozen=True)
+class SocketAuth:
+    user_id: int | None
+    method: str  # "ticket" | "token" | "resume" | "none"
+    resume_session: str | None = None
+    error: str = ""
+
+
+def _query(scope) -> dict[str, str]:
+    try:
+        parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"), max_num_fields=20)
+    except ValueError:
+        return {}
+    return {k: v[0] for k, v in parsed.items() if v}
+
+
+def _header(scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _token_user_id(header: str) -> int | None:
+    from rest_framework.authtoken.models import Token
+
+    keyword, _, key = header.strip().partition(" ")
+    if keyword != "Token" or not key.strip():
+        return None
+    token = Token.objects.select_related("user").filter(key=key.strip()).first()
+    if token is None or not token.user.is_active:
+        return None
+    return token.user_id
+
+
+@database_sync_to_async
+def resolve(scope, room_id: int) -> SocketAuth:
+    query = _query(scope)
+    header = _header(scope, b"authorization")
+    header_user = _token_user_id(header) if header else None
+    if header and header_user is None:
+        return SocketAuth(None, "token", error="invalid Authorization header")
+
+    def agrees(user_id: int) -> bool:
+        return header_user is None or header_user == user_id
+
+    if "resume" in query:
+        found = presence.store().resolve_resume_token(query["resume"][:200])
+        if found is None or found[0] != room_id or not agrees(found[1]):
+            return SocketAuth(None, "resume", error="unknown or expired resume token")
+        return SocketAuth(found[1], "resume", resume_session=found[2])
+    if "ticket" in query:
+        user_id = services.ticket_redeem(ticket=query["ticket"][:1000], room_id=room_id)
+        if user_id is None or not agrees(user_id):
+            return SocketAuth(None, "ticket", error="invalid, used or expired ticket")
+        return SocketAuth(user_id, "ticket")
+    if header_user is not None:
+        return SocketAuth(header_user, "token")
+    return SocketAuth(None, "none", error="no credentials: use ?ticket=, ?resume= or a Token header")
+
+
+class SocketAuthMiddleware:
+    """Resolves the socket's credentials for the room in the URL; never refuses by itself."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        room_id = scope.get("url_route", {}).get("kwargs", {}).get("room_id")
+        if room_id is not None:
+            scope = dict(scope, voiceroom_auth=await resolve(scope, int(room_id)))
+        return await self.app(scope, receive, send)
+
+
+class OriginValidator(ChannelsOriginValidator):
+    """Channels' AllowedHostsOriginValidator, with two changes for native clients.
+
+    A socket without an Origin header comes from a native client (the mini-program,
+    an operator script), not from a browser page, so it cannot be a cross-site request:
+    it is allowed and still has to authenticate. Browser origins must match
+    ALLOWED_HOSTS or VOICEROOM_ALLOWED_ORIGINS.
+    """
+
+    def __init__(self, application) -> None:
+        allowed = list(settings.ALLOWED_HOSTS) + list(settings.VOICEROOM_ALLOWED_ORIGINS)
+        if settings.DEBUG and not allowed:
+            allowed = ["localhost", "127.0.0.1", "[::1]"]
+        super().__init__(application, allowed)
+
+    def valid_origin(self, parsed_origin) -> bool:
+        if parsed_origin is None:
+            return True
+        return self.validate_origin(parsed_origin)

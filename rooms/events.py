@@ -1,0 +1,113 @@
+"""The one place that broadcasts.
+
+Services call these after their transaction commits (`transaction.on_commit`); the
+consumer calls the async forms for things that never touch the database (chat). Every
+message goes through the channel layer to a group named from ids only:
+
+  room.{room_id}              every socket in the room, on every node
+  member.{room_id}.{user_id}  the sockets of one member in one room, wherever they are
+
+A message's `type` is the client-facing event type (`participant.joined`), which
+Channels dispatches to the consumer method of the same name with dots as underscores
+(`participant_joined`). Types under `member.` are commands to a socket, not events.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def room_group(room_id: int) -> str:
+    return f"room.{int(room_id)}"
+
+
+def member_group(room_id: int, user_id: int) -> str:
+    return f"member.{int(room_id)}.{int(user_id)}"
+
+
+async def agroup_send(group: str, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(group, message)
+    except Exception:  # a dead Redis must not fail the request that caused the event
+        logger.exception("group_send to %s failed", group)
+
+
+def _send_now(group: str, message: dict[str, Any]) -> None:
+    async_to_sync(agroup_send)(group, message)
+
+
+def _after_commit(group: str, message: dict[str, Any]) -> None:
+    transaction.on_commit(lambda: _send_now(group, message))
+
+
+# Events to every socket of a room.
+
+
+def participant_joined(room_id: int, participant: dict) -> None:
+    _after_commit(room_group(room_id), {"type": "participant.joined", "participant": participant})
+
+
+def participant_left(room_id: int, user_id: int, reason: str) -> None:
+    _after_commit(
+        room_group(room_id), {"type": "participant.left", "user_id": user_id, "reason": reason}
+    )
+
+
+def participant_updated(room_id: int, participant: dict) -> None:
+    _after_commit(room_group(room_id), {"type": "participant.updated", "participant": participant})
+
+
+def seat_updated(room_id: int, seat: dict) -> None:
+    _after_commit(room_group(room_id), {"type": "seat.updated", "seat": seat})
+
+
+def room_updated(room_id: int, room: dict) -> None:
+    _after_commit(room_group(room_id), {"type": "room.updated", "room": room})
+
+
+def room_closed(room_id: int) -> None:
+    _after_commit(room_group(room_id), {"type": "room.closed"})
+
+
+async def achat(room_id: int, sender_id: int, text: str) -> None:
+    await agroup_send(
+        room_group(room_id), {"type": "chat", "from": sender_id, "text": text, "ts": _now()}
+    )
+
+
+async def awhisper(room_id: int, sender_id: int, to_id: int, text: str) -> None:
+    message = {"type": "whisper", "from": sender_id, "to": to_id, "text": text, "ts": _now()}
+    await agroup_send(member_group(room_id, to_id), message)
+    await agroup_send(member_group(room_id, sender_id), message)
+
+
+# Commands to the sockets of one member.
+
+
+def member_close(room_id: int, user_id: int, code: int, reason: str = "") -> None:
+    """Close the member's socket in the room, on whichever node holds it."""
+    _after_commit(
+        member_group(room_id, user_id), {"type": "member.close", "code": code, "reason": reason}
+    )
+
+
+async def amember_replace(room_id: int, user_id: int, new_channel: str) -> None:
+    """A newer socket of the same member took over: the older one closes with 4012."""
+    await agroup_send(
+        member_group(room_id, user_id), {"type": "member.replace", "channel": new_channel}
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,394 @@
+"""Who is in each room right now, on which node, connected or inside the resume window.
+
+One module, two stores behind one interface:
+- `LocalStore` (REDIS_URL unset): plain dicts in this process; one node.
+- `RedisStore` (REDIS_URL set): hashes in Redis shared by every node; small Lua scripts
+  make the compare-and-set steps atomic across nodes.
+
+A *session* is one stay of a user in a room: it starts when a socket connects without a
+live session, survives disconnects for `resume_window_s`, and ends on a clean leave, a
+kick, a ban, or when the window runs out. Its resume token is unguessable and bound to
+(room, user, session).
+
+The API is synchronous: services call it from their worker thread; the voice path never
+calls it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import threading
+import time
+import uuid
+from typing import Protocol
+
+from django.conf import settings
+
+
+@dataclasses.dataclass
+class Session:
+    room_id: int
+    user_id: int
+    session_id: str
+    resume_token: str
+    node: str
+    channel: str
+    connected: bool = True
+    self_muted: bool = False
+    deadline: float | None = None  # when the resume window closes (epoch seconds)
+    seq: int = 0  # voice sequence reached, carried across a resume
+
+    def dumps(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, raw: str | bytes) -> Session:
+        return cls(**json.loads(raw))
+
+
+@dataclasses.dataclass
+class AttachResult:
+    session: Session
+    previous: Session | None  # the session replaced or resumed, if any
+
+
+class Store(Protocol):
+    def attach(
+        self, room_id: int, user_id: int, *, node: str, channel: str, resume: bool
+    ) -> AttachResult: ...
+    def detach(self, room_id: int, user_id: int, channel: str, *, seq: int) -> Session | None: ...
+    def remove(self, room_id: int, user_id: int, session_id: str | None = None) -> Session | None: ...
+    def get(self, room_id: int, user_id: int) -> Session | None: ...
+    def sessions(self, room_id: int) -> list[Session]: ...
+    def counts(self, room_ids: list[int]) -> dict[int, int]: ...
+    def update(self, room_id: int, user_id: int, session_id: str, **fields) -> Session | None: ...
+    def resolve_resume_token(self, token: str) -> tuple[int, int, str] | None: ...
+    def pop_expired(self, now: float) -> list[tuple[int, int, str]]: ...
+    def heartbeat(self, node: str, now: float) -> None: ...
+    def claim_dead_nodes(self, now: float, dead_after: float) -> list[str]: ...
+    def detach_node(self, node: str) -> list[Session]: ...
+    def forget_node(self, node: str) -> None: ...
+    def clear(self) -> None: ...
+
+
+def _window() -> float:
+    return float(settings.VOICEROOM_RESUME_WINDOW_S)
+
+
+def _new_session(room_id: int, user_id: int, node: str, channel: str) -> Session:
+    return Session(
+        room_id=room_id,
+        user_id=user_id,
+        session_id=uuid.uuid4().hex,
+        resume_token=secrets.token_urlsafe(32),
+        node=node,
+        channel=channel,
+    )
+
+
+def _carry(previous: Session | None, room_id: int, user_id: int, node: str, channel: str) -> Session:
+    """The session a new socket gets: the previous one's identity and state, or a fresh one."""
+    if previous is None:
+        return _new_session(room_id, user_id, node, channel)
+    return dataclasses.replace(previous, node=node, channel=channel, connected=True, deadline=None)
+
+
+class LocalStore:
+    """In-process presence for a single node (REDIS_URL unset)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rooms: dict[int, dict[int, Session]] = {}
+        self._tokens: dict[str, tuple[int, int, str]] = {}
+
+    def attach(self, room_id, user_id, *, node, channel, resume):
+        with self._lock:
+            previous = self._rooms.get(room_id, {}).get(user_id)
+            session = _carry(previous, room_id, user_id, node, channel)
+            self._rooms.setdefault(room_id, {})[user_id] = session
+            self._tokens[session.resume_token] = (room_id, user_id, session.session_id)
+            return AttachResult(session=dataclasses.replace(session), previous=previous)
+
+    def detach(self, room_id, user_id, channel, *, seq):
+        with self._lock:
+            session = self._rooms.get(room_id, {}).get(user_id)
+            if session is None or session.channel != channel or not session.connected:
+                return None
+            session.connected = False
+            session.deadline = time.time() + _window()
+            session.seq = seq
+            return dataclasses.replace(session)
+
+    def remove(self, room_id, user_id, session_id=None):
+        with self._lock:
+            room = self._rooms.get(room_id, {})
+            session = room.get(user_id)
+            if session is None or (session_id is not None and session.session_id != session_id):
+                return None
+            del room[user_id]
+            if not room:
+                self._rooms.pop(room_id, None)
+            self._tokens.pop(session.resume_token, None)
+            return session
+
+    def get(self, room_id, user_id):
+        with self._lock:
+            session = self._rooms.get(room_id, {}).get(user_id)
+            return dataclasses.replace(session) if session else None
+
+    def sessions(self, room_id):
+        with self._lock:
+            return [dataclasses.replace(s) for s in self._rooms.get(room_id, {}).values()]
+
+    def counts(self, room_ids):
+        with self._lock:
+            return {rid: len(self._rooms.get(rid, {})) for rid in room_ids}
+
+    def update(self, room_id, user_id, session_id, **fields):
+        with self._lock:
+            session = self._rooms.get(room_id, {}).get(user_id)
+            if session is None or session.session_id != session_id:
+                return None
+            for key, value in fields.items():
+                setattr(session, key, value)
+            return dataclasses.replace(session)
+
+    def resolve_resume_token(self, token):
+        with self._lock:
+            found = self._tokens.get(token)
+            if found is None:
+                return None
+            room_id, user_id, session_id = found
+            session = self._rooms.get(room_id, {}).get(user_id)
+            if session is None or session.session_id != session_id:
+                return None
+            return found
+
+    def pop_expired(self, now):
+        expired = []
+        with self._lock:
+            for room_id, room in list(self._rooms.items()):
+                for user_id, session in list(room.items()):
+                    if not session.connected and session.deadline is not None and session.deadline <= now:
+                        expired.append((room_id, user_id, session.session_id))
+        return expired
+
+    def heartbeat(self, node, now):
+        pass
+
+    def claim_dead_nodes(self, now, dead_after):
+        return []
+
+    def detach_node(self, node):
+        return []
+
+    def forget_node(self, node):
+        pass
+
+    def clear(self):
+        with self._lock:
+            self._rooms.clear()
+            self._tokens.clear()
+
+
+# KEYS[1] room hash, ARGV: user, session json, token key prefix
+_ATTACH = """
+local previous = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return previous
+"""
+
+# Compare the stored session's id (ARGV[2]) and socket channel (ARGV[4]), each only when
+# given, then write the new value (or delete when ARGV[3] == '').
+_CAS = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return false end
+local decoded = cjson.decode(current)
+if ARGV[2] ~= '' and decoded['session_id'] ~= ARGV[2] then return false end
+if ARGV[4] ~= '' and decoded['channel'] ~= ARGV[4] then return false end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+end
+return current
+"""
+
+
+class RedisStore:
+    """Presence shared by every node through Redis (REDIS_URL set).
+
+    Keys (prefix `vr:` by default):
+      p:{room}            hash user_id -> Session json
+      rt:{token}          "room:user:session" (expires with the resume window once detached)
+      deadlines           zset "room:user:session" -> window end
+      nodes               hash node -> last heartbeat
+      n:{node}            set "room:user" attached through that node
+    """
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis
+
+        self.r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.p = prefix + ":"
+        self._attach = self.r.register_script(_ATTACH)
+        self._cas = self.r.register_script(_CAS)
+
+    def _room(self, room_id: int) -> str:
+        return f"{self.p}p:{room_id}"
+
+    def attach(self, room_id, user_id, *, node, channel, resume):
+        existing = self.get(room_id, user_id)
+        session = _carry(existing, room_id, user_id, node, channel)
+        raw = self._attach(keys=[self._room(room_id)], args=[user_id, session.dumps()])
+        previous = Session.loads(raw) if raw else None
+        if previous is not None and existing is not None and previous.session_id != existing.session_id:
+            # Another node replaced it in between: carry the newest one instead.
+            session = _carry(previous, room_id, user_id, node, channel)
+            self.r.hset(self._room(room_id), user_id, session.dumps())
+        pipe = self.r.pipeline()
+        pipe.set(f"{self.p}rt:{session.resume_token}", f"{room_id}:{user_id}:{session.session_id}")
+        pipe.zrem(f"{self.p}deadlines", f"{room_id}:{user_id}:{session.session_id}")
+        if previous is not None and previous.node != node:
+            pipe.srem(f"{self.p}n:{previous.node}", f"{room_id}:{user_id}")
+        pipe.sadd(f"{self.p}n:{node}", f"{room_id}:{user_id}")
+        pipe.execute()
+        return AttachResult(session=session, previous=previous)
+
+    def detach(self, room_id, user_id, channel, *, seq):
+        current = self.get(room_id, user_id)
+        if current is None or current.channel != channel or not current.connected:
+            return None
+        return self._detach(current, seq=seq)
+
+    def _detach(self, current: Session, *, seq: int | None) -> Session | None:
+        window = _window()
+        updated = dataclasses.replace(
+            current, connected=False, deadline=time.time() + window, seq=current.seq if seq is None else seq
+        )
+        done = self._cas(
+            keys=[self._room(current.room_id)],
+            args=[current.user_id, current.session_id, updated.dumps(), current.channel],
+        )
+        if not done or not Session.loads(done).connected:
+            return None
+        member = f"{current.room_id}:{current.user_id}:{current.session_id}"
+        pipe = self.r.pipeline()
+        pipe.zadd(f"{self.p}deadlines", {member: updated.deadline})
+        pipe.expire(f"{self.p}rt:{current.resume_token}", int(window) + 5)
+        pipe.srem(f"{self.p}n:{current.node}", f"{current.room_id}:{current.user_id}")
+        pipe.execute()
+        return updated
+
+    def remove(self, room_id, user_id, session_id=None):
+        raw = self._cas(keys=[self._room(room_id)], args=[user_id, session_id or "", "", ""])
+        if not raw:
+            return None
+        session = Session.loads(raw)
+        pipe = self.r.pipeline()
+        pipe.delete(f"{self.p}rt:{session.resume_token}")
+        pipe.zrem(f"{self.p}deadlines", f"{room_id}:{user_id}:{session.session_id}")
+        pipe.srem(f"{self.p}n:{session.node}", f"{room_id}:{user_id}")
+        pipe.execute()
+        return session
+
+    def get(self, room_id, user_id):
+        raw = self.r.hget(self._room(room_id), user_id)
+        return Session.loads(raw) if raw else None
+
+    def sessions(self, room_id):
+        return [Session.loads(v) for v in self.r.hvals(self._room(room_id))]
+
+    def counts(self, room_ids):
+        if not room_ids:
+            return {}
+        pipe = self.r.pipeline()
+        for rid in room_ids:
+            pipe.hlen(self._room(rid))
+        return dict(zip(room_ids, pipe.execute()))
+
+    def update(self, room_id, user_id, session_id, **fields):
+        current = self.get(room_id, user_id)
+        if current is None or current.session_id != session_id:
+            return None
+        updated = dataclasses.replace(current, **fields)
+        done = self._cas(keys=[self._room(room_id)], args=[user_id, session_id, updated.dumps(), ""])
+        return updated if done else None
+
+    def resolve_resume_token(self, token):
+        raw = self.r.get(f"{self.p}rt:{token}")
+        if not raw:
+            return None
+        room_id, user_id, session_id = raw.decode().split(":")
+        current = self.get(int(room_id), int(user_id))
+        if current is None or current.session_id != session_id:
+            return None
+        return int(room_id), int(user_id), session_id
+
+    def pop_expired(self, now):
+        key = f"{self.p}deadlines"
+        claimed = []
+        for member in self.r.zrangebyscore(key, "-inf", now, start=0, num=500):
+            # ZREM is the claim: of several nodes reaping at once, one gets 1.
+            if self.r.zrem(key, member):
+                room_id, user_id, session_id = member.decode().split(":")
+                claimed.append((int(room_id), int(user_id), session_id))
+        return claimed
+
+    def heartbeat(self, node, now):
+        self.r.hset(f"{self.p}nodes", node, now)
+
+    def claim_dead_nodes(self, now, dead_after):
+        dead = []
+        for node, seen in self.r.hgetall(f"{self.p}nodes").items():
+            if float(seen) < now - dead_after and self.r.hdel(f"{self.p}nodes", node):
+                dead.append(node.decode())
+        return dead
+
+    def detach_node(self, node):
+        """Put every session still attached through `node` into its resume window."""
+        detached = []
+        for entry in self.r.smembers(f"{self.p}n:{node}"):
+            room_id, user_id = (int(x) for x in entry.decode().split(":"))
+            current = self.get(room_id, user_id)
+            if current is not None and current.node == node and current.connected:
+                updated = self._detach(current, seq=None)
+                if updated is not None:
+                    detached.append(updated)
+        self.r.delete(f"{self.p}n:{node}")
+        return detached
+
+    def forget_node(self, node):
+        self.r.hdel(f"{self.p}nodes", node)
+
+    def clear(self):
+        keys = list(self.r.scan_iter(match=f"{self.p}*", count=1000))
+        if keys:
+            self.r.delete(*keys)
+
+
+_store: Store | None = None
+_store_lock = threading.Lock()
+
+
+def store() -> Store:
+    global _store
+    if _store is None:
+        with _store_lock:
+            if _store is None:
+                if settings.REDIS_URL:
+                    _store = RedisStore(settings.REDIS_URL, settings.VOICEROOM_REDIS_PREFIX)
+                else:
+                    _store = LocalStore()
+    return _store
+
+
+def reset_store() -> None:
+    """Forget the store object (tests switch settings)."""
+    global _store
+    _store = None
+
+
+NODE_ID = f"{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,112 @@
+"""Reads. Live state (who is online) comes from rooms.presence; stored state from the database."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from rooms import presence
+from rooms.models import Membership, Room, Seat
+from rooms.presence import Session
+from rooms.serializers import seat_dict
+from voiceroom.errors import NotFound
+
+
+def room_get(*, room_id: int | str) -> Room:
+    try:
+        return Room.objects.select_related("owner").get(pk=int(room_id))
+    except (Room.DoesNotExist, ValueError, TypeError, OverflowError):
+        raise NotFound("No such room.") from None
+
+
+def room_list(*, status: str | None = None) -> QuerySet[Room]:
+    qs = Room.objects.select_related("owner").order_by("-created_at", "-id")
+    if status:
+        qs = qs.filter(status=status)
+    return qs
+
+
+def membership_find(*, room_id: int, user_id: int) -> Membership | None:
+    return Membership.objects.select_related("user").filter(room_id=room_id, user_id=user_id).first()
+
+
+def membership_get(*, room_id: int, user_id: int | str) -> Membership:
+    try:
+        found = membership_find(room_id=room_id, user_id=int(user_id))
+    except (ValueError, TypeError, OverflowError):
+        found = None
+    if found is None:
+        raise NotFound("No such member in this room.")
+    return found
+
+
+def member_list(*, room_id: int) -> QuerySet[Membership]:
+    """Members now in the room, and the banned (so moderators can find whom to unban)."""
+    from django.db.models import Q
+
+    return (
+        Membership.objects.select_related("user")
+        .filter(Q(active=True) | Q(banned=True), room_id=room_id)
+        .order_by("joined_at", "id")
+    )
+
+
+def online_count(*, room_id: int) -> int:
+    return presence.store().counts([room_id]).get(room_id, 0)
+
+
+def online_counts(*, room_ids: list[int]) -> dict[int, int]:
+    return presence.store().counts(list(room_ids))
+
+
+def online_user_ids(*, room_id: int) -> set[int]:
+    return {s.user_id for s in presence.store().sessions(room_id)}
+
+
+def participant_dict(membership: Membership, session: Session) -> dict:
+    user = membership.user
+    return {
+        "user_id": user.pk,
+        "username": user.username,
+        "display_name": user.display_name or user.username,
+        "role": membership.role,
+        "muted": membership.muted,
+        "self_muted": session.self_muted,
+        "seat": membership.seat,
+        "connected": session.connected,
+    }
+
+
+def participant_list(*, room_id: int) -> list[dict]:
+    sessions = {s.user_id: s for s in presence.store().sessions(room_id)}
+    if not sessions:
+        return []
+    memberships = Membership.objects.select_related("user").filter(
+        room_id=room_id, user_id__in=list(sessions)
+    )
+    return [participant_dict(m, sessions[m.user_id]) for m in memberships]
+
+
+def participant_get(*, room_id: int, user_id: int) -> dict | None:
+    session = presence.store().get(room_id, user_id)
+    membership = membership_find(room_id=room_id, user_id=user_id)
+    if session is None or membership is None:
+        return None
+    return participant_dict(membership, session)
+
+
+def seat_list(*, room: Room) -> list[dict]:
+    seated = dict(
+        Membership.objects.filter(room=room, seat__isnull=False).values_list("seat", "user_id")
+    )
+    return [
+        seat_dict(seat, seated.get(seat.index))
+        for seat in Seat.objects.filter(room=room, index__lt=room.seat_count)
+    ]
+
+
+def seat_get(*, room: Room, index: int) -> dict:
+    seat = Seat.objects.get(room=room, index=index)
+    holder = (
+        Membership.objects.filter(room=room, seat=index).values_list("user_id", flat=True).first()
+    )
+    return seat_dict(seat, holder)

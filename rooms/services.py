@@ -1,0 +1,435 @@
+"""Writes. Every change of a room, a membership or a seat goes through a function here.
+
+REST views, WebSocket frames, admin actions and management commands call these and
+nothing else, so a kick is one thing however it is made. Each service checks policy,
+writes (with the audit log where a moderator acted), then broadcasts through
+rooms.events after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core import signing
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+
+from accounts.models import User
+from rooms import events, presence, selectors
+from rooms.models import (
+    CAPACITY_MAX,
+    CAPACITY_MIN,
+    SEATS_MAX,
+    SEATS_MIN,
+    Membership,
+    ModerationAction,
+    Room,
+    Seat,
+)
+from rooms.serializers import RoomSerializer
+from voiceroom.errors import ApplicationError, Conflict, Forbidden, NotFound
+
+Role = Membership.Role
+Action = ModerationAction.Action
+
+# WebSocket close codes of the contract.
+CLOSE_LEFT = 4000
+CLOSE_AUTH = 4001
+CLOSE_FORBIDDEN = 4003
+CLOSE_UNKNOWN_ROOM = 4004
+CLOSE_POLICY = 4008
+CLOSE_FULL = 4009
+CLOSE_KICKED = 4010
+CLOSE_ROOM_CLOSED = 4011
+CLOSE_REPLACED = 4012
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _room_payload(room: Room) -> dict:
+    return dict(RoomSerializer(room).data)
+
+
+def _audit(
+    *,
+    room: Room,
+    actor: User | None,
+    action: str,
+    target: User | None = None,
+    reason: str = "",
+    detail: dict | None = None,
+) -> None:
+    ModerationAction.objects.create(
+        room=room, actor=actor, target=target, action=action, reason=reason, detail=detail or {}
+    )
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ApplicationError(f"{name} must be an integer from {low} to {high}.", code="invalid")
+    return value
+
+
+def _actor_membership(room: Room, actor: User) -> Membership | None:
+    return Membership.objects.filter(room=room, user=actor).first()
+
+
+def _require_moderator(*, room: Room, actor: User, target: Membership | None = None) -> None:
+    """Owner, admin or staff may moderate; nobody acts on the owner; admins not on admins."""
+    if target is not None and target.role == Role.OWNER:
+        raise Forbidden("Nobody can moderate the room's owner.")
+    if actor.is_staff:
+        return
+    mine = _actor_membership(room, actor)
+    if mine is None or not mine.active or mine.role not in (Role.OWNER, Role.ADMIN):
+        raise Forbidden("Only the room's owner, its admins or staff may do this.")
+    if target is not None and mine.role == Role.ADMIN and target.role == Role.ADMIN:
+        raise Forbidden("An admin cannot moderate another admin.")
+
+
+def _require_owner(*, room: Room, actor: User) -> None:
+    if actor.is_staff or room.owner_id == actor.pk:
+        return
+    raise Forbidden("Only the room's owner or staff may do this.")
+
+
+def _lock_room(room_id: int) -> Room:
+    try:
+        return Room.objects.select_for_update().select_related("owner").get(pk=room_id)
+    except Room.DoesNotExist:
+        raise NotFound("No such room.") from None
+
+
+def _lock_member(room: Room, user_id: int) -> Membership:
+    found = (
+        Membership.objects.select_for_update()
+        .select_related("user")
+        .filter(room=room, user_id=user_id)
+        .first()
+    )
+    if found is None:
+        raise NotFound("No such member in this room.")
+    return found
+
+
+def _participant_changed(membership: Membership) -> None:
+    """Tell the room a participant's stored state changed (role, mute, seat)."""
+    session = presence.store().get(membership.room_id, membership.user_id)
+    if session is not None:
+        events.participant_updated(
+            membership.room_id, selectors.participant_dict(membership, session)
+        )
+
+
+def _seat_changed(room: Room, index: int) -> None:
+    if index < room.seat_count:
+        events.seat_updated(room.pk, selectors.seat_get(room=room, index=index))
+
+
+def _ensure_seats(room: Room) -> None:
+    have = set(Seat.objects.filter(room=room).values_list("index", flat=True))
+    Seat.objects.bulk_create(
+        [Seat(room=room, index=i) for i in range(room.seat_count) if i not in have]
+    )
+
+
+def _end_presence(membership: Membership, *, reason: str, close_code: int | None) -> None:
+    """The member is out of the room: free the seat, forget the session, tell everyone."""
+    room = membership.room
+    freed = membership.seat
+    membership.seat = None
+    membership.active = False
+    membership.save(update_fields=["seat", "active", "muted", "banned", "ban_reason", "updated_at"])
+    session = presence.store().remove(room.pk, membership.user_id)
+    if close_code is not None:
+        events.member_close(room.pk, membership.user_id, close_code, reason)
+    if session is not None:
+        events.participant_left(room.pk, membership.user_id, reason)
+    if freed is not None:
+        _seat_changed(room, freed)
+
+
+# --- rooms ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def room_create(
+    *,
+    owner: User,
+    name: str,
+    topic: str = "",
+    capacity: int = 50,
+    seat_count: int = 8,
+    password: str | None = None,
+) -> Room:
+    _check_range("capacity", capacity, CAPACITY_MIN, CAPACITY_MAX)
+    _check_range("seat_count", seat_count, SEATS_MIN, SEATS_MAX)
+    room = Room(owner=owner, name=name, topic=topic or "", capacity=capacity, seat_count=seat_count)
+    room.set_password(password)
+    room.full_clean(exclude=["password_hash"])
+    room.save()
+    _ensure_seats(room)
+    Membership.objects.create(room=room, user=owner, role=Role.OWNER)
+    _audit(room=room, actor=owner, action=Action.ROOM_CREATE)
+    return room
+
+
+_UNSET = object()
+
+
+@transaction.atomic
+def room_update(
+    *,
+    room: Room,
+    actor: User,
+    name: str | None = None,
+    topic: str | None = None,
+    capacity: int | None = None,
+    seat_count: int | None = None,
+    password: object = _UNSET,
+) -> Room:
+    """Change a room's fields. Shrinking `seat_count` frees the seats that disappear."""
+    _require_moderator(room=room, actor=actor)
+    room = _lock_room(room.pk)
+    changed: dict[str, object] = {}
+    if name is not None:
+        room.name = name
+        changed["name"] = name
+    if topic is not None:
+        room.topic = topic
+        changed["topic"] = topic
+    if capacity is not None:
+        room.capacity = _check_range("capacity", capacity, CAPACITY_MIN, CAPACITY_MAX)
+        changed["capacity"] = capacity
+    old_seats = room.seat_count
+    if seat_count is not None:
+        room.seat_count = _check_range("seat_count", seat_count, SEATS_MIN, SEATS_MAX)
+        changed["seat_count"] = seat_count
+    if password is not _UNSET:
+        room.set_password(password or None)
+        changed["password"] = "set" if password else "removed"
+    room.full_clean(exclude=["password_hash"])
+    room.save()
+    if seat_count is not None and seat_count != old_seats:
+        _ensure_seats(room)
+        unseated = list(
+            Membership.objects.select_for_update()
+            .select_related("user")
+            .filter(room=room, seat__gte=seat_count)
+        )
+        for membership in unseated:
+            membership.seat = None
+            membership.save(update_fields=["seat", "updated_at"])
+            _participant_changed(membership)
+        # Seats that remain are unchanged; the room.updated below carries the new count.
+    if changed:
+        _audit(room=room, actor=actor, action=Action.ROOM_UPDATE, detail=changed)
+        events.room_updated(room.pk, _room_payload(room))
+    return room
+
+
+@transaction.atomic
+def room_close(*, room: Room, actor: User | None) -> Room:
+    """Close the room: every socket gets room.closed then close 4011; joins are refused."""
+    if actor is not None:
+        _require_owner(room=room, actor=actor)
+    room = _lock_room(room.pk)
+    if room.status == Room.Status.CLOSED:
+        return room
+    room.status = Room.Status.CLOSED
+    room.save(update_fields=["status", "updated_at"])
+    Membership.objects.filter(room=room).exclude(seat=None).update(seat=None)
+    Membership.objects.filter(room=room, active=True).update(active=False)
+    for session in presence.store().sessions(room.pk):
+        presence.store().remove(room.pk, session.user_id)
+    _audit(room=room, actor=actor, action=Action.ROOM_CLOSE)
+    events.room_updated(room.pk, _room_payload(room))
+    events.room_closed(room.pk)
+    return room
+
+
+@transaction.atomic
+def room_open(*, room: Room, actor: User | None) -> Room:
+    if actor is not None:
+        _require_owner(room=room, actor=actor)
+    room = _lock_room(room.pk)
+    if room.status == Room.Status.OPEN:
+        return room
+    room.status = Room.Status.OPEN
+    room.save(update_fields=["status", "updated_at"])
+    _audit(room=room, actor=actor, action=Action.ROOM_OPEN)
+    events.room_updated(room.pk, _room_payload(room))
+    return room
+
+
+# --- joining, tickets, leaving ----------------------------------------------------------
+
+
+@dataclass
+class JoinResult:
+    room: Room
+    membership: Membership
+    ticket: str
+    ticket_expires_in: int
+
+
+@transaction.atomic
+def member_join(*, room: Room, user: User, password: str | None = None) -> JoinResult:
+    """Become a member of an open room (within capacity) and get a ticket for the socket.
+
+    The room row is locked, so concurrent joins cannot push the room past capacity.
+    """
+    room = _lock_room(room.pk)
+    membership = Membership.objects.select_for_update().filter(room=room, user=user).first()
+    if membership is not None and membership.banned:
+        raise Forbidden("You are banned from this room.", code="banned")
+    if room.status != Room.Status.OPEN:
+        raise Conflict("The room is closed.", code="room_closed")
+    is_owner = room.owner_id == user.pk
+    if not is_owner and not user.is_staff and not room.check_password(password):
+        raise Forbidden("Wrong or missing room password.", code="bad_password")
+    if membership is None or not membership.active:
+        present = Membership.objects.filter(room=room, active=True).count()
+        if present >= room.capacity:
+            raise Conflict("The room is full.", code="room_full")
+    if membership is None:
+        membership = Membership.objects.create(
+            room=room, user=user, role=Role.OWNER if is_owner else Role.MEMBER
+        )
+    elif not membership.active:
+        membership.active = True
+        membership.save(update_fields=["active", "updated_at"])
+    ticket, ttl = ticket_issue(room=room, user=user)
+    membership.user = user
+    return JoinResult(room=room, membership=membership, ticket=ticket, ticket_expires_in=ttl)
+
+
+_TICKET_SALT = "voiceroom.rooms.ticket"
+
+
+def ticket_issue(*, room: Room, user: User) -> tuple[str, int]:
+    """A signed, single-use ticket to open one socket to this room within the TTL."""
+    ttl = int(settings.VOICEROOM_TICKET_TTL_S)
+    payload = {"r": room.pk, "u": user.pk, "n": secrets.token_urlsafe(12)}
+    return signing.dumps(payload, salt=_TICKET_SALT, compress=False), ttl
+
+
+def ticket_member_issue(*, room: Room, user: User) -> tuple[str, int]:
+    membership = Membership.objects.filter(room=room, user=user, active=True).first()
+    if membership is None:
+        raise Forbidden("Join the room first.", code="not_a_member")
+    if membership.banned:
+        raise Forbidden("You are banned from this room.", code="banned")
+    return ticket_issue(room=room, user=user)
+
+
+def ticket_redeem(*, ticket: str, room_id: int) -> int | None:
+    """The user id a ticket was issued to, if it is genuine, fresh, for this room and unused."""
+    try:
+        payload = signing.loads(
+            ticket, salt=_TICKET_SALT, max_age=int(settings.VOICEROOM_TICKET_TTL_S)
+        )
+    except signing.BadSignature:
+        return None
+    if not isinstance(payload, dict) or payload.get("r") != room_id:
+        return None
+    # cache.add is atomic in Redis (SET NX) and in the local cache: a ticket works once.
+    if not cache.add(f"ticket-used:{payload['n']}", 1, int(settings.VOICEROOM_TICKET_TTL_S) + 5):
+        return None
+    return int(payload["u"])
+
+
+@transaction.atomic
+def member_leave(*, room: Room, user: User, reason: str = "left") -> None:
+    """Leave the room (REST leave or a clean `leave` frame). An open socket closes with 4000."""
+    room = _lock_room(room.pk)
+    membership = Membership.objects.select_for_update().select_related("user", "room").filter(
+        room=room, user=user
+    ).first()
+    if membership is None or not membership.active:
+        raise Forbidden("You are not in this room.", code="not_a_member")
+    membership.room = room
+    _end_presence(membership, reason=reason, close_code=CLOSE_LEFT)
+
+
+# --- moderation ----------------------------------------------------------------------
+
+
+@transaction.atomic
+def member_mute(*, room: Room, actor: User | None, user_id: int, muted: bool) -> Membership:
+    room = _lock_room(room.pk)
+    target = _lock_member(room, user_id)
+    if actor is not None:
+        _require_moderator(room=room, actor=actor, target=target)
+    if target.muted != muted:
+        target.muted = muted
+        target.save(update_fields=["muted", "updated_at"])
+        _audit(room=room, actor=actor, target=target.user, action=Action.MUTE if muted else Action.UNMUTE)
+        _participant_changed(target)
+    return target
+
+
+@transaction.atomic
+def member_kick(*, room: Room, actor: User | None, user_id: int) -> None:
+    """Out of the room now (socket closed 4010); may join again."""
+    room = _lock_room(room.pk)
+    target = _lock_member(room, user_id)
+    if actor is not None:
+        _require_moderator(room=room, actor=actor, target=target)
+    if not target.active:
+        raise Conflict("That member is not in the room.", code="not_in_room")
+    target.room = room
+    _audit(room=room, actor=actor, target=target.user, action=Action.KICK)
+    _end_presence(target, reason="kicked", close_code=CLOSE_KICKED)
+
+
+@transaction.atomic
+def member_ban(*, room: Room, actor: User | None, user_id: int, reason: str = "") -> None:
+    """Out of the room (socket closed 4003) and refused until unbanned."""
+    room = _lock_room(room.pk)
+    target = _lock_member(room, user_id)
+    if actor is not None:
+        _require_moderator(room=room, actor=actor, target=target)
+    target.room = room
+    target.banned = True
+    target.ban_reason = reason or ""
+    _audit(room=room, actor=actor, target=target.user, action=Action.BAN, reason=reason or "")
+    _end_presence(target, reason="banned", close_code=CLOSE_FORBIDDEN)
+
+
+@transaction.atomic
+def member_unban(*, room: Room, actor: User | None, user_id: int) -> None:
+    room = _lock_room(room.pk)
+    target = _lock_member(room, user_id)
+    if actor is not None:
+        _require_moderator(room=room, actor=actor, target=target)
+    if target.banned:
+        target.banned = False
+        target.ban_reason = ""
+        target.save(update_fields=["banned", "ban_reason", "updated_at"])
+        _audit(room=room, actor=actor, target=target.user, action=Action.UNBAN)
+
+
+@transaction.atomic
+def member_set_role(*, room: Room, actor: User | None, user_id: int, role: str) -> Membership:
+    if role not in (Role.ADMIN, Role.MEMBER):
+        raise ApplicationError("role must be 'admin' or 'member'.", code="invalid")
+    room = _lock_room(room.pk)
+    if actor is not None:
+        _require_owner(room=room, actor=actor)
+    target = _lock_member(room, user_id)
+    if target.role == Role.OWNER:
+        raise Forbidden("The owner's role cannot be changed.")
+    if target.role != role:
+        target.role = role
+        target.save(update_fields=["role", "updated_at"])
+        _audit(room=room, actor=actor, target=target.user, action=Action.ROLE, detail={"role": role})
+        _participant_changed(target)
+    return target
+
+
+def _unique_violation(exc: IntegrityError) -> bool:
+    return "membership_room_seat" in str(exc) or "UNIQUE" in str(exc).upper()

@@ -1,0 +1,60 @@
+"""Suite-wide set-up.
+
+Tests that need MySQL/MariaDB or Redis are marked `mysql` / `redis`. They run when
+DATABASE_URL / REDIS_URL point at those services, are skipped with a visible reason
+otherwise, and FAIL instead of skipping when VOICEROOM_REQUIRE_SERVICES=1.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production-" + "x" * 20)
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+
+import pytest  # noqa: E402
+
+REQUIRE = os.environ.get("VOICEROOM_REQUIRE_SERVICES") == "1"
+
+
+def _missing(marker: str) -> str | None:
+    if marker == "mysql" and not os.environ.get("DATABASE_URL", "").startswith("mysql"):
+        return "needs MySQL/MariaDB: set DATABASE_URL=mysql://..."
+    if marker == "redis" and not os.environ.get("REDIS_URL"):
+        return "needs Redis: set REDIS_URL=redis://..."
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker in ("mysql", "redis"):
+            if item.get_closest_marker(marker) is None:
+                continue
+            reason = _missing(marker)
+            if reason is None:
+                continue
+            if REQUIRE:
+                item.user_properties.append(("required_service_missing", reason))
+            else:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_runtest_setup(item):
+    for name, reason in item.user_properties:
+        if name == "required_service_missing":
+            pytest.fail(f"VOICEROOM_REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _clean_live_state(settings):
+    """Each test starts with empty presence, relay registry and cache."""
+    from django.core.cache import cache
+
+    from rooms import presence
+
+    presence.reset_store()
+    presence.store().clear()
+    cache.clear()
+    yield
+    presence.store().clear()
+    presence.reset_store()
