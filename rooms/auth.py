@@ -79,7 +79,9 @@ def resolve(scope, room_id: int) -> SocketAuth:
         return SocketAuth(user_id, "ticket")
     if header_user is not None:
         return SocketAuth(header_user, "token")
-    return SocketAuth(None, "none", error="no credentials: use ?ticket=, ?resume= or a Token header")
+    return SocketAuth(
+        None, "none", error="no credentials: use ?ticket=, ?resume= or a Token header"
+    )
 
 
 class SocketAuthMiddleware:

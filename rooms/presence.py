@@ -59,7 +59,9 @@ class Store(Protocol):
         self, room_id: int, user_id: int, *, node: str, channel: str, resume: bool
     ) -> AttachResult: ...
     def detach(self, room_id: int, user_id: int, channel: str, *, seq: int) -> Session | None: ...
-    def remove(self, room_id: int, user_id: int, session_id: str | None = None) -> Session | None: ...
+    def remove(
+        self, room_id: int, user_id: int, session_id: str | None = None
+    ) -> Session | None: ...
     def get(self, room_id: int, user_id: int) -> Session | None: ...
     def sessions(self, room_id: int) -> list[Session]: ...
     def counts(self, room_ids: list[int]) -> dict[int, int]: ...
@@ -88,7 +90,9 @@ def _new_session(room_id: int, user_id: int, node: str, channel: str) -> Session
     )
 
 
-def _carry(previous: Session | None, room_id: int, user_id: int, node: str, channel: str) -> Session:
+def _carry(
+    previous: Session | None, room_id: int, user_id: int, node: str, channel: str
+) -> Session:
     """The session a new socket gets: the previous one's identity and state, or a fresh one."""
     if previous is None:
         return _new_session(room_id, user_id, node, channel)
@@ -171,7 +175,11 @@ class LocalStore:
         with self._lock:
             for room_id, room in list(self._rooms.items()):
                 for user_id, session in list(room.items()):
-                    if not session.connected and session.deadline is not None and session.deadline <= now:
+                    if (
+                        not session.connected
+                        and session.deadline is not None
+                        and session.deadline <= now
+                    ):
                         expired.append((room_id, user_id, session.session_id))
         return expired
 
@@ -244,7 +252,11 @@ class RedisStore:
         session = _carry(existing, room_id, user_id, node, channel)
         raw = self._attach(keys=[self._room(room_id)], args=[user_id, session.dumps()])
         previous = Session.loads(raw) if raw else None
-        if previous is not None and existing is not None and previous.session_id != existing.session_id:
+        if (
+            previous is not None
+            and existing is not None
+            and previous.session_id != existing.session_id
+        ):
             # Another node replaced it in between: carry the newest one instead.
             session = _carry(previous, room_id, user_id, node, channel)
             self.r.hset(self._room(room_id), user_id, session.dumps())
@@ -266,7 +278,10 @@ class RedisStore:
     def _detach(self, current: Session, *, seq: int | None) -> Session | None:
         window = _window()
         updated = dataclasses.replace(
-            current, connected=False, deadline=time.time() + window, seq=current.seq if seq is None else seq
+            current,
+            connected=False,
+            deadline=time.time() + window,
+            seq=current.seq if seq is None else seq,
         )
         done = self._cas(
             keys=[self._room(current.room_id)],
@@ -307,14 +322,16 @@ class RedisStore:
         pipe = self.r.pipeline()
         for rid in room_ids:
             pipe.hlen(self._room(rid))
-        return dict(zip(room_ids, pipe.execute()))
+        return dict(zip(room_ids, pipe.execute(), strict=True))
 
     def update(self, room_id, user_id, session_id, **fields):
         current = self.get(room_id, user_id)
         if current is None or current.session_id != session_id:
             return None
         updated = dataclasses.replace(current, **fields)
-        done = self._cas(keys=[self._room(room_id)], args=[user_id, session_id, updated.dumps(), ""])
+        done = self._cas(
+            keys=[self._room(room_id)], args=[user_id, session_id, updated.dumps(), ""]
+        )
         return updated if done else None
 
     def resolve_resume_token(self, token):

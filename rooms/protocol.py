@@ -109,7 +109,9 @@ MODERATE_ACTIONS = ("mute", "unmute", "kick", "ban", "seat.remove")
 def parse_text_frame(raw: str) -> ClientMessage:
     """Validate a client text frame into a ClientMessage, or raise FrameError."""
     if len(raw) > MAX_TEXT_FRAME_BYTES:
-        raise FrameError("frame_too_large", f"Text frames are limited to {MAX_TEXT_FRAME_BYTES} bytes.")
+        raise FrameError(
+            "frame_too_large", f"Text frames are limited to {MAX_TEXT_FRAME_BYTES} bytes."
+        )
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
@@ -137,7 +139,9 @@ def parse_text_frame(raw: str) -> ClientMessage:
     elif kind == "moderate":
         action = data.get("action")
         if action not in MODERATE_ACTIONS:
-            raise FrameError("invalid_message", f"'action' must be one of {', '.join(MODERATE_ACTIONS)}.")
+            raise FrameError(
+                "invalid_message", f"'action' must be one of {', '.join(MODERATE_ACTIONS)}."
+            )
         clean = {"action": action, "user_id": _int(data, "user_id")}
         if isinstance(data.get("reason"), str):
             clean["reason"] = data["reason"][:200]

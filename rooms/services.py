@@ -81,7 +81,8 @@ def _require_moderator(*, room: Room, actor: User, target: Membership | None = N
     """Owner, admin or staff may moderate; nobody acts on the owner; admins not on admins."""
     if target is not None and target.role == Role.OWNER:
         raise Forbidden("Nobody can moderate the room's owner.")
-    if actor.is_staff:
+    # The owner keeps their powers after leaving the room, as for close/open and roles.
+    if actor.is_staff or room.owner_id == actor.pk:
         return
     mine = _actor_membership(room, actor)
     if mine is None or not mine.active or mine.role not in (Role.OWNER, Role.ADMIN):
@@ -346,9 +347,12 @@ def ticket_redeem(*, ticket: str, room_id: int) -> int | None:
 def member_leave(*, room: Room, user: User, reason: str = "left") -> None:
     """Leave the room (REST leave or a clean `leave` frame). An open socket closes with 4000."""
     room = _lock_room(room.pk)
-    membership = Membership.objects.select_for_update().select_related("user", "room").filter(
-        room=room, user=user
-    ).first()
+    membership = (
+        Membership.objects.select_for_update()
+        .select_related("user", "room")
+        .filter(room=room, user=user)
+        .first()
+    )
     if membership is None or not membership.active:
         raise Forbidden("You are not in this room.", code="not_a_member")
     membership.room = room
@@ -367,7 +371,12 @@ def member_mute(*, room: Room, actor: User | None, user_id: int, muted: bool) ->
     if target.muted != muted:
         target.muted = muted
         target.save(update_fields=["muted", "updated_at"])
-        _audit(room=room, actor=actor, target=target.user, action=Action.MUTE if muted else Action.UNMUTE)
+        _audit(
+            room=room,
+            actor=actor,
+            target=target.user,
+            action=Action.MUTE if muted else Action.UNMUTE,
+        )
         _participant_changed(target)
     return target
 
@@ -426,10 +435,283 @@ def member_set_role(*, room: Room, actor: User | None, user_id: int, role: str) 
     if target.role != role:
         target.role = role
         target.save(update_fields=["role", "updated_at"])
-        _audit(room=room, actor=actor, target=target.user, action=Action.ROLE, detail={"role": role})
+        _audit(
+            room=room, actor=actor, target=target.user, action=Action.ROLE, detail={"role": role}
+        )
         _participant_changed(target)
     return target
 
 
 def _unique_violation(exc: IntegrityError) -> bool:
     return "membership_room_seat" in str(exc) or "UNIQUE" in str(exc).upper()
+
+
+# --- live participation (called by the WebSocket consumer and the reaper) ---------------
+
+
+@dataclass
+class ConnectResult:
+    close_code: int | None = None
+    reason: str = ""
+    session: presence.Session | None = None
+    previous: presence.Session | None = None
+    membership: Membership | None = None
+    welcome: dict | None = None
+
+    @property
+    def replaced_live_socket(self) -> bool:
+        return self.previous is not None and self.previous.connected
+
+
+def participant_connect(
+    *, room_id: int, user_id: int | None, resume_session: str | None, node: str, channel: str
+) -> ConnectResult:
+    """Admit a socket to a room, or say which close code refuses it.
+
+    A member with a live or resumable session keeps it (seat, mutes, voice sequence);
+    a live older socket is replaced (the consumer closes it with 4012).
+    """
+    room = Room.objects.select_related("owner").filter(pk=room_id).first()
+    if room is None:
+        return ConnectResult(close_code=CLOSE_UNKNOWN_ROOM, reason="unknown room")
+    if user_id is None:
+        return ConnectResult(close_code=CLOSE_AUTH, reason="authentication failed")
+    membership = (
+        Membership.objects.select_related("user").filter(room=room, user_id=user_id).first()
+    )
+    if membership is None or membership.banned or not membership.active:
+        reason = "banned" if membership is not None and membership.banned else "not a member"
+        return ConnectResult(close_code=CLOSE_FORBIDDEN, reason=reason)
+    if not membership.user.is_active:
+        return ConnectResult(close_code=CLOSE_AUTH, reason="account disabled")
+    if room.status != Room.Status.OPEN:
+        return ConnectResult(close_code=CLOSE_ROOM_CLOSED, reason="room closed")
+    store = presence.store()
+    existing = store.get(room.pk, user_id)
+    if resume_session is not None and (existing is None or existing.session_id != resume_session):
+        return ConnectResult(close_code=CLOSE_AUTH, reason="resume window has passed")
+    if existing is None and store.counts([room.pk])[room.pk] >= room.capacity:
+        return ConnectResult(close_code=CLOSE_FULL, reason="room full")
+    attached = store.attach(
+        room.pk, user_id, node=node, channel=channel, resume=resume_session is not None
+    )
+    participant = selectors.participant_dict(membership, attached.session)
+    if attached.previous is None:
+        events.participant_joined(room.pk, participant)
+    else:
+        events.participant_updated(room.pk, participant)
+    welcome = {
+        "type": "welcome",
+        "room": _room_payload(room),
+        "you": participant,
+        "participants": selectors.participant_list(room_id=room.pk),
+        "seats": selectors.seat_list(room=room),
+        "session": {
+            "resume_token": attached.session.resume_token,
+            "resume_window_s": int(settings.VOICEROOM_RESUME_WINDOW_S),
+        },
+        "resumed": resume_session is not None,
+    }
+    return ConnectResult(
+        session=attached.session, previous=attached.previous, membership=membership, welcome=welcome
+    )
+
+
+def participant_disconnect(*, room_id: int, user_id: int, channel: str, seq: int) -> None:
+    """A socket dropped without a clean leave: the participant enters its resume window."""
+    session = presence.store().detach(room_id, user_id, channel, seq=seq)
+    if session is None:
+        return  # replaced by a newer socket, or already out of the room
+    membership = selectors.membership_find(room_id=room_id, user_id=user_id)
+    if membership is not None:
+        events.participant_updated(room_id, selectors.participant_dict(membership, session))
+
+
+@transaction.atomic
+def participant_timeout(*, room_id: int, user_id: int, session_id: str) -> bool:
+    """The resume window ran out: the participant leaves with reason `timeout`."""
+    session = presence.store().get(room_id, user_id)
+    if session is None or session.session_id != session_id or session.connected:
+        return False
+    room = Room.objects.select_for_update().filter(pk=room_id).first()
+    membership = (
+        Membership.objects.select_for_update()
+        .select_related("user", "room")
+        .filter(room_id=room_id, user_id=user_id)
+        .first()
+    )
+    if room is None or membership is None:
+        presence.store().remove(room_id, user_id, session_id)
+        return False
+    membership.room = room
+    _end_presence(membership, reason="timeout", close_code=None)
+    return True
+
+
+def participant_self_mute(
+    *, room_id: int, user_id: int, session_id: str, muted: bool
+) -> dict | None:
+    session = presence.store().update(room_id, user_id, session_id, self_muted=muted)
+    if session is None:
+        return None
+    membership = selectors.membership_find(room_id=room_id, user_id=user_id)
+    participant = selectors.participant_dict(membership, session)
+    events.participant_updated(room_id, participant)
+    return participant
+
+
+def participant_voice_seq(*, room_id: int, user_id: int, channel: str, seq: int) -> None:
+    """Remember the voice sequence reached, so a resumed socket continues it."""
+    session = presence.store().get(room_id, user_id)
+    if session is not None and session.channel == channel:
+        presence.store().update(room_id, user_id, session.session_id, seq=seq)
+
+
+# --- seats -------------------------------------------------------------------------------
+
+
+def _seat_row(room: Room, index: int) -> Seat:
+    if not 0 <= index < room.seat_count:
+        raise ApplicationError(
+            f"Seat index must be from 0 to {room.seat_count - 1}."
+            if room.seat_count
+            else "This room has no seats.",
+            code="invalid_seat",
+        )
+    return Seat.objects.select_for_update().get(room=room, index=index)
+
+
+def seat_take(*, room: Room, user: User, index: int | None = None) -> int:
+    """Sit on the given seat, or the first free unlocked one. Exactly one of two racers wins."""
+    try:
+        with transaction.atomic():
+            room = _lock_room(room.pk)
+            membership = _lock_member(room, user.pk)
+            if not membership.active:
+                raise Forbidden("You are not in this room.", code="not_a_member")
+            if room.seat_count == 0:
+                raise ApplicationError("This room has no seats.", code="invalid_seat")
+            taken = set(
+                Membership.objects.filter(room=room, seat__isnull=False).values_list(
+                    "seat", flat=True
+                )
+            )
+            locked = set(
+                Seat.objects.filter(room=room, locked=True).values_list("index", flat=True)
+            )
+            if index is None:
+                free = [i for i in range(room.seat_count) if i not in taken and i not in locked]
+                if membership.seat is not None:
+                    return membership.seat
+                if not free:
+                    raise Conflict("No free seat.", code="no_free_seat")
+                index = free[0]
+            else:
+                _seat_row(room, index)
+                if membership.seat == index:
+                    return index
+                if index in locked:
+                    raise Conflict("That seat is locked.", code="seat_locked")
+                if index in taken:
+                    raise Conflict("That seat is taken.", code="seat_taken")
+            old = membership.seat
+            membership.seat = index
+            membership.save(update_fields=["seat", "updated_at"])
+            if old is not None:
+                _seat_changed(room, old)
+            _seat_changed(room, index)
+            _participant_changed(membership)
+            return index
+    except IntegrityError:
+        raise Conflict("That seat is taken.", code="seat_taken") from None
+
+
+@transaction.atomic
+def seat_leave(*, room: Room, user: User) -> None:
+    room = _lock_room(room.pk)
+    membership = _lock_member(room, user.pk)
+    if membership.seat is None:
+        raise Conflict("You are not on a seat.", code="not_seated")
+    old = membership.seat
+    membership.seat = None
+    membership.save(update_fields=["seat", "updated_at"])
+    _seat_changed(room, old)
+    _participant_changed(membership)
+
+
+@transaction.atomic
+def seat_lock(*, room: Room, actor: User | None, index: int, locked: bool) -> None:
+    room = _lock_room(room.pk)
+    if actor is not None:
+        _require_moderator(room=room, actor=actor)
+    seat = _seat_row(room, index)
+    if seat.locked == locked:
+        return
+    seat.locked = locked
+    seat.save(update_fields=["locked"])
+    if locked:
+        holder = (
+            Membership.objects.select_for_update()
+            .select_related("user")
+            .filter(room=room, seat=index)
+            .first()
+        )
+        if holder is not None:
+            holder.seat = None
+            holder.save(update_fields=["seat", "updated_at"])
+            _participant_changed(holder)
+    _audit(
+        room=room,
+        actor=actor,
+        action=Action.SEAT_LOCK if locked else Action.SEAT_UNLOCK,
+        detail={"index": index},
+    )
+    _seat_changed(room, index)
+
+
+@transaction.atomic
+def seat_mute(*, room: Room, actor: User | None, index: int, muted: bool) -> None:
+    room = _lock_room(room.pk)
+    if actor is not None:
+        _require_moderator(room=room, actor=actor)
+    seat = _seat_row(room, index)
+    if seat.muted == muted:
+        return
+    seat.muted = muted
+    seat.save(update_fields=["muted"])
+    _audit(
+        room=room,
+        actor=actor,
+        action=Action.SEAT_MUTE if muted else Action.SEAT_UNMUTE,
+        detail={"index": index},
+    )
+    _seat_changed(room, index)
+
+
+@transaction.atomic
+def seat_remove(*, room: Room, actor: User | None, user_id: int) -> None:
+    """A moderator takes a member off their seat."""
+    room = _lock_room(room.pk)
+    target = _lock_member(room, user_id)
+    if actor is not None:
+        _require_moderator(room=room, actor=actor, target=target)
+    if target.seat is None:
+        raise Conflict("That member is not on a seat.", code="not_seated")
+    old = target.seat
+    target.seat = None
+    target.save(update_fields=["seat", "updated_at"])
+    _audit(
+        room=room, actor=actor, target=target.user, action=Action.SEAT_REMOVE, detail={"index": old}
+    )
+    _seat_changed(room, old)
+    _participant_changed(target)
+
+
+def participants_detached(*, sessions: list[presence.Session]) -> None:
+    """Sessions of a dead node entered their resume window: tell their rooms."""
+    for session in sessions:
+        membership = selectors.membership_find(room_id=session.room_id, user_id=session.user_id)
+        if membership is not None:
+            events.participant_updated(
+                session.room_id, selectors.participant_dict(membership, session)
+            )

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production-" + "x" * 20)
-os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
-
-import pytest  # noqa: E402
+import pytest
 
 REQUIRE = os.environ.get("VOICEROOM_REQUIRE_SERVICES") == "1"
 
@@ -51,10 +48,13 @@ def _clean_live_state(settings):
     from django.core.cache import cache
 
     from rooms import presence
+    from rooms.relay import relay
 
     presence.reset_store()
     presence.store().clear()
     cache.clear()
+    relay.rooms.clear()
     yield
+    relay.rooms.clear()
     presence.store().clear()
     presence.reset_store()

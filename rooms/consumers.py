@@ -1,0 +1,352 @@
+"""The room socket. Thin: it validates frames and calls services, the relay and events.
+
+Voice (binary frames) never goes through Channels' dispatch: `dispatch` hands bytes
+straight to the relay, so a frame costs no handler lookup, no `aclose_old_connections`
+thread hop and no channel-layer message. Everything else takes the ordinary path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from rooms import events, reaper, services
+from rooms.models import Room
+from rooms.presence import NODE_ID
+from rooms.protocol import (
+    ABUSE_BUDGET,
+    ABUSE_REFILL,
+    COST_BAD_FRAME,
+    COST_TEXT_OVER_RATE,
+    TEXT_BURST,
+    TEXT_RATE,
+    Bucket,
+    FrameError,
+    dumps,
+    parse_text_frame,
+)
+from rooms.relay import Endpoint, ensure_bus, relay
+from voiceroom.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+
+
+def _db(fn):
+    return database_sync_to_async(fn)
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    room_id: int
+    user_id: int | None = None
+    endpoint: Endpoint | None = None
+    session = None
+    closing = False
+    left_cleanly = False
+    leaving_by_frame = False
+
+    # -- the fast path ----------------------------------------------------------------
+
+    async def dispatch(self, message):
+        if message["type"] == "websocket.receive":
+            data = message.get("bytes")
+            if data is not None:
+                ep = self.endpoint
+                if ep is not None:
+                    error = relay.voice_in(ep, data)
+                    if error is not None:
+                        await self._refuse(error, "Voice frames must be 1-4096 bytes.")
+                return
+        await super().dispatch(message)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def connect(self):
+        self.room_id = int(self.scope["url_route"]["kwargs"]["room_id"])
+        # Accept first, then refuse with a code every client can read.
+        await self.accept()
+        auth = self.scope.get("voiceroom_auth")
+        if auth is None or auth.user_id is None:
+            # An unknown room is reported as such even to a bad credential.
+            exists = await _db(Room.objects.filter(pk=self.room_id).exists)()
+            code = services.CLOSE_AUTH if exists else services.CLOSE_UNKNOWN_ROOM
+            await self._close(code)
+            return
+        ensure_bus()
+        reaper.ensure_running()
+        result = await _db(services.participant_connect)(
+            room_id=self.room_id,
+            user_id=auth.user_id,
+            resume_session=auth.resume_session,
+            node=NODE_ID,
+            channel=self.channel_name,
+        )
+        if result.close_code is not None:
+            await self._close(result.close_code)
+            return
+        self.user_id = auth.user_id
+        self.session = result.session
+        self.state = _SpeakState(result.welcome)
+        now = time.monotonic()
+        self.text_bucket = Bucket(TEXT_RATE, TEXT_BURST, now)
+        self.abuse = Bucket(ABUSE_REFILL, ABUSE_BUDGET, now)
+        await self.channel_layer.group_add(events.room_group(self.room_id), self.channel_name)
+        await self.channel_layer.group_add(
+            events.member_group(self.room_id, self.user_id), self.channel_name
+        )
+        if result.replaced_live_socket:
+            await events.amember_replace(self.room_id, self.user_id, self.channel_name)
+        await self.send(text_data=dumps(result.welcome))
+        # Registered only after the welcome went out, so it is the first frame.
+        self.endpoint = Endpoint(
+            room_id=self.room_id,
+            user_id=self.user_id,
+            send=self.base_send,
+            seq=self.session.seq,
+            on_abuse=self._abused,
+        )
+        self.endpoint.can_speak = self.state.can_speak()
+        relay.add(self.endpoint)
+
+    async def disconnect(self, code):
+        ep = self.endpoint
+        if ep is None:
+            return
+        relay.remove(ep)
+        self.endpoint = None
+        await self.channel_layer.group_discard(events.room_group(self.room_id), self.channel_name)
+        await self.channel_layer.group_discard(
+            events.member_group(self.room_id, self.user_id), self.channel_name
+        )
+        if not self.left_cleanly:
+            await _db(services.participant_disconnect)(
+                room_id=self.room_id, user_id=self.user_id, channel=self.channel_name, seq=ep.seq
+            )
+
+    async def _close(self, code: int) -> None:
+        self.closing = True
+        await self.close(code=code)
+
+    # -- client text frames -----------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if text_data is None or self.endpoint is None:
+            return
+        now = time.monotonic()
+        if not self.text_bucket.take(now):
+            await self._refuse("rate_limited", "Too many messages; slow down.", COST_TEXT_OVER_RATE)
+            return
+        try:
+            message = parse_text_frame(text_data)
+            await self._handle(message.type, message.data)
+        except FrameError as exc:
+            await self._refuse(exc.code, exc.detail)
+        except ApplicationError as exc:
+            await self._send_json({"type": "error", "code": exc.code, "detail": exc.detail})
+
+    async def _handle(self, kind: str, data: dict) -> None:
+        if kind == "ping":
+            await self._send_json({"type": "pong", "ts": events._now()})
+        elif kind == "chat":
+            await events.achat(self.room_id, self.user_id, data["text"])
+        elif kind == "whisper":
+            await self._require_participant(data["to"])
+            await events.awhisper(self.room_id, self.user_id, data["to"], data["text"])
+        elif kind == "voice.target":
+            if data["to"] is not None:
+                await self._require_participant(data["to"])
+            self.endpoint.target = data["to"]
+        elif kind == "mute.self":
+            participant = await _db(services.participant_self_mute)(
+                room_id=self.room_id,
+                user_id=self.user_id,
+                session_id=self.session.session_id,
+                muted=data["muted"],
+            )
+            if participant is not None:
+                self._apply_participant(participant)
+        elif kind == "leave":
+            self.left_cleanly = self.leaving_by_frame = True
+            await _db(services.member_leave)(room=await self._room(), user=await self._user())
+        elif kind == "seat.take":
+            await _db(services.seat_take)(
+                room=await self._room(), user=await self._user(), index=data["index"]
+            )
+        elif kind == "seat.leave":
+            await _db(services.seat_leave)(room=await self._room(), user=await self._user())
+        elif kind == "seat.lock":
+            await _db(services.seat_lock)(
+                room=await self._room(),
+                actor=await self._user(),
+                index=data["index"],
+                locked=data["locked"],
+            )
+        elif kind == "seat.mute":
+            await _db(services.seat_mute)(
+                room=await self._room(),
+                actor=await self._user(),
+                index=data["index"],
+                muted=data["muted"],
+            )
+        elif kind == "moderate":
+            await self._moderate(data)
+
+    async def _moderate(self, data: dict) -> None:
+        room, actor, target = await self._room(), await self._user(), data["user_id"]
+        action = data["action"]
+        if action in ("mute", "unmute"):
+            await _db(services.member_mute)(
+                room=room, actor=actor, user_id=target, muted=action == "mute"
+            )
+        elif action == "kick":
+            await _db(services.member_kick)(room=room, actor=actor, user_id=target)
+        elif action == "ban":
+            await _db(services.member_ban)(
+                room=room, actor=actor, user_id=target, reason=data.get("reason", "")
+            )
+        elif action == "seat.remove":
+            await _db(services.seat_remove)(room=room, actor=actor, user_id=target)
+
+    async def _require_participant(self, user_id: int) -> None:
+        if user_id == self.user_id:
+            raise FrameError("invalid_target", "You cannot target yourself.")
+        if relay.local(self.room_id, user_id) is None:
+            from rooms import presence
+
+            session = await _db(presence.store().get)(self.room_id, user_id)
+            if session is None:
+                raise FrameError("not_in_room", "That user is not in this room.")
+
+    async def _room(self) -> Room:
+        return await _db(Room.objects.get)(pk=self.room_id)
+
+    async def _user(self):
+        from accounts.models import User
+
+        return await _db(User.objects.get)(pk=self.user_id)
+
+    async def _refuse(self, code: str, detail: str, cost: float = COST_BAD_FRAME) -> None:
+        """Refuse one frame with an `error`; a client that keeps at it is closed with 4008."""
+        if self.closing:
+            return
+        if not self.abuse.take(time.monotonic(), cost):
+            self._abused()
+            return
+        await self._send_json({"type": "error", "code": code, "detail": detail})
+
+    def _abused(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if self.endpoint is not None:
+            relay.remove(self.endpoint)
+            self.endpoint.can_speak = False
+        import asyncio
+
+        asyncio.get_running_loop().create_task(self.close(code=services.CLOSE_POLICY))
+
+    async def _send_json(self, message: dict) -> None:
+        await self.send(text_data=dumps(message))
+
+    # -- events from the channel layer (rooms/events.py) ---------------------------------
+
+    async def _forward(self, event: dict) -> None:
+        if not self.closing and self.endpoint is not None:
+            await self.send(text_data=dumps(event))
+
+    async def participant_joined(self, event):
+        if event["participant"]["user_id"] == self.user_id:
+            return  # the welcome already told this socket about itself
+        await self._forward(event)
+
+    async def participant_left(self, event):
+        await self._forward(event)
+
+    async def participant_updated(self, event):
+        if event["participant"]["user_id"] == self.user_id:
+            self._apply_participant(event["participant"])
+        await self._forward(event)
+
+    async def seat_updated(self, event):
+        self.state.seat_update(event["seat"])
+        self._refresh_speak()
+        await self._forward(event)
+
+    async def room_updated(self, event):
+        self.state.seat_count = event["room"]["seat_count"]
+        self._refresh_speak()
+        await self._forward(event)
+
+    async def room_closed(self, event):
+        await self._forward(event)
+        self.left_cleanly = True  # the service already ended every session
+        await self._close(services.CLOSE_ROOM_CLOSED)
+
+    async def chat(self, event):
+        await self._forward(event)
+
+    async def whisper(self, event):
+        await self._forward(event)
+
+    async def member_close(self, event):
+        self.left_cleanly = True  # the service already ended the session
+        code = event["code"]
+        if code == services.CLOSE_LEFT and self.leaving_by_frame:
+            code = CLOSE_NORMAL
+        await self._close(code)
+
+    async def member_replace(self, event):
+        if event["channel"] != self.channel_name:
+            self.left_cleanly = True  # the session lives on in the newer socket
+            await self._close(services.CLOSE_REPLACED)
+
+    def _apply_participant(self, participant: dict) -> None:
+        self.state.participant_update(participant)
+        self._refresh_speak()
+
+    def _refresh_speak(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.can_speak = self.state.can_speak()
+
+
+class _SpeakState:
+    """What decides whether this socket's frames are relayed; kept current by events."""
+
+    def __init__(self, welcome: dict) -> None:
+        you = welcome["you"]
+        self.seat_count = welcome["room"]["seat_count"]
+        self.muted = you["muted"]
+        self.self_muted = you["self_muted"]
+        self.seat = you["seat"]
+        self.seat_muted = {s["index"]: s["muted"] for s in welcome["seats"]}
+
+    def participant_update(self, participant: dict) -> None:
+        self.muted = participant["muted"]
+        self.self_muted = participant["self_muted"]
+        self.seat = participant["seat"]
+
+    def seat_update(self, seat: dict) -> None:
+        self.seat_muted[seat["index"]] = seat["muted"]
+
+    def can_speak(self) -> bool:
+        if self.muted or self.self_muted:
+            return False
+        if self.seat_count == 0:
+            return True
+        return (
+            self.seat is not None
+            and self.seat < self.seat_count
+            and not self.seat_muted.get(self.seat, False)
+        )
+
+
+class UnknownRouteConsumer(AsyncWebsocketConsumer):
+    """Any other socket path: accept, then close 4004 so the client can read why."""
+
+    async def connect(self):
+        await self.accept()
+        await self.close(code=services.CLOSE_UNKNOWN_ROOM)

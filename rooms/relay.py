@@ -1,0 +1,379 @@
+"""The voice relay: the hot path. Every frame a speaker sends passes through here.
+
+Design (measured in docs/benchmarks.md; facts from the relay probe):
+- One `Relay` per process holds room -> {user_id: Endpoint} for the sockets on this node.
+- A frame is written to every other local socket straight away through that socket's
+  ASGI `send`: no channel layer, no consumer dispatch, no thread hop, no JSON, no
+  database. The 9-byte header and the ASGI message are built once per frame.
+- A socket whose transport is paused by flow control (its reader stopped) is skipped,
+  never awaited: its frames are dropped and counted, so one stalled listener cannot
+  hold up its room. The send that found it paused finishes in a task of its own.
+- With Redis, each frame is also queued for ONE `PUBLISH` to the room's voice channel;
+  one task per process pipelines whatever is queued. One subscriber connection per
+  process listens to the voice channels of the rooms that have local sockets, and
+  relays other nodes' frames locally (its own come back too and are skipped by the
+  node-id prefix). So a node receives a frame at most once, and only nodes with
+  members in that room receive it.
+Control events (joins, moderation, chat) keep the ordinary channel-layer path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rooms.protocol import (
+    ABUSE_BUDGET,
+    ABUSE_REFILL,
+    COST_VOICE_OVER_RATE,
+    HEADER,
+    MAX_VOICE_BYTES,
+    VOICE_BURST,
+    VOICE_RATE,
+    VOICE_ROOM,
+    VOICE_WHISPER,
+    Bucket,
+)
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Stats:
+    """Plain counters, read by the Prometheus collector at scrape time (no cost per frame)."""
+
+    __slots__ = (
+        "bus_published",
+        "bus_received",
+        "deliveries",
+        "dropped_backlog",
+        "dropped_muted",
+        "dropped_rate",
+        "frames_in",
+        "frames_oversized",
+        "frames_relayed",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
+stats = Stats()
+
+
+class Endpoint:
+    """One socket's place in the relay."""
+
+    __slots__ = (
+        "abuse",
+        "busy",
+        "can_speak",
+        "dropped",
+        "on_abuse",
+        "room_id",
+        "send",
+        "seq",
+        "target",
+        "user_id",
+        "voice_bucket",
+    )
+
+    def __init__(
+        self,
+        *,
+        room_id: int,
+        user_id: int,
+        send: Send,
+        seq: int = 0,
+        on_abuse: Callable[[], None] | None = None,
+    ) -> None:
+        now = time.monotonic()
+        self.room_id = room_id
+        self.user_id = user_id
+        self.send = send
+        self.busy = False
+        self.can_speak = False
+        self.target: int | None = None
+        self.seq = seq
+        self.dropped = 0
+        self.voice_bucket = Bucket(VOICE_RATE, VOICE_BURST, now)
+        self.abuse = Bucket(ABUSE_REFILL, ABUSE_BUDGET, now)
+        self.on_abuse = on_abuse
+
+    def offer(self, message: dict[str, Any]) -> None:
+        """Write now if the socket can take it; drop (and count) if it is backed up."""
+        if self.busy:
+            self.dropped += 1
+            stats.dropped_backlog += 1
+            return
+        coro = self.send(message)
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:  # the socket is gone; its consumer cleans up
+            return
+        # The server's send suspended (flow control paused the transport). Let it finish
+        # on its own; until it does, this socket gets no more voice.
+        self.busy = True
+        asyncio.get_running_loop().create_task(self._finish(coro, waiting_on))
+
+    async def _finish(self, coro, waiting_on) -> None:
+        try:
+            while True:
+                if waiting_on is None:
+                    await asyncio.sleep(0)
+                else:
+                    try:
+                        await waiting_on
+                    except BaseException:
+                        pass  # the coroutine sees the outcome through the future itself
+                try:
+                    waiting_on = coro.send(None)
+                except StopIteration:
+                    return
+        except asyncio.CancelledError:
+            coro.close()
+            raise
+        except Exception:
+            coro.close()
+        finally:
+            self.busy = False
+
+
+class Relay:
+    def __init__(self) -> None:
+        self.rooms: dict[int, dict[int, Endpoint]] = {}
+        self.bus: VoiceBus | None = None
+
+    # -- membership of the local registry --------------------------------------------
+
+    def add(self, endpoint: Endpoint) -> None:
+        room = self.rooms.get(endpoint.room_id)
+        if room is None:
+            room = self.rooms[endpoint.room_id] = {}
+            if self.bus is not None:
+                self.bus.watch(endpoint.room_id)
+        room[endpoint.user_id] = endpoint
+
+    def remove(self, endpoint: Endpoint) -> None:
+        room = self.rooms.get(endpoint.room_id)
+        if room is None or room.get(endpoint.user_id) is not endpoint:
+            return
+        del room[endpoint.user_id]
+        if not room:
+            del self.rooms[endpoint.room_id]
+            if self.bus is not None:
+                self.bus.unwatch(endpoint.room_id)
+
+    def local(self, room_id: int, user_id: int) -> Endpoint | None:
+        return self.rooms.get(room_id, {}).get(user_id)
+
+    # -- the hot path ----------------------------------------------------------------
+
+    def voice_in(self, ep: Endpoint, payload: bytes) -> str | None:
+        """Relay one frame from `ep`. Returns an error code for the client, or None."""
+        stats.frames_in += 1
+        size = len(payload)
+        if size > MAX_VOICE_BYTES or size == 0:
+            stats.frames_oversized += 1
+            return "frame_too_large" if size else "empty_frame"
+        now = time.monotonic()
+        if not ep.voice_bucket.take(now):
+            stats.dropped_rate += 1
+            if not ep.abuse.take(now, COST_VOICE_OVER_RATE) and ep.on_abuse is not None:
+                ep.on_abuse()
+            return None
+        if not ep.can_speak:
+            stats.dropped_muted += 1
+            return None
+        ep.seq = seq = (ep.seq + 1) & 0xFFFFFFFF
+        stats.frames_relayed += 1
+        room = self.rooms.get(ep.room_id)
+        target = ep.target
+        if target is None:
+            data = HEADER.pack(VOICE_ROOM, ep.user_id, seq) + payload
+            message = {"type": "websocket.send", "bytes": data}
+            if room is not None:
+                stats.deliveries += len(room) - 1
+                for other in room.values():
+                    if other is not ep:
+                        other.offer(message)
+            if self.bus is not None:
+                self.bus.publish(ep.room_id, 0, data)
+        else:
+            data = HEADER.pack(VOICE_WHISPER, ep.user_id, seq) + payload
+            other = room.get(target) if room is not None else None
+            if other is not None:
+                stats.deliveries += 1
+                other.offer({"type": "websocket.send", "bytes": data})
+            elif self.bus is not None:
+                self.bus.publish(ep.room_id, target, data)
+        return None
+
+    def deliver_remote(self, room_id: int, target: int, data: bytes) -> None:
+        """A frame relayed by another node: hand it to the local sockets it is for."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return
+        message = {"type": "websocket.send", "bytes": data}
+        if target:
+            ep = room.get(target)
+            if ep is not None:
+                stats.deliveries += 1
+                ep.offer(message)
+            return
+        sender = int.from_bytes(data[1:5], "big")
+        for user_id, ep in room.items():
+            if user_id != sender:
+                stats.deliveries += 1
+                ep.offer(message)
+
+
+_ROUTE = struct.Struct(">I")  # target user id (0: the whole room)
+
+
+class VoiceBus:
+    """Voice between nodes over Redis pub/sub: one PUBLISH per frame, one subscriber."""
+
+    def __init__(self, relay: Relay, *, url: str, prefix: str, node_id: str) -> None:
+        self.relay = relay
+        self.url = url
+        self.prefix = f"{prefix}:v:"
+        self.node = node_id.encode()[:16].ljust(16, b"-")
+        self._queue: list[tuple[str, bytes]] = []
+        self._wake: asyncio.Event | None = None
+        self._watched: set[int] = set()
+        self._pubsub = None
+        self._tasks: list[asyncio.Task] = []
+        self._client = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def channel(self, room_id: int) -> str:
+        return f"{self.prefix}{room_id}"
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._tasks and self._loop is loop:
+            return
+        # First start, or a new event loop (tests run one loop per test).
+        self._loop = loop
+        self._pubsub = None
+        import redis.asyncio as aioredis
+
+        # No socket_timeout on these connections: a quiet room is not an error
+        # (redis-py 8 raises TimeoutError on idle reads when one is set).
+        self._client = aioredis.Redis.from_url(
+            self.url, socket_timeout=None, socket_keepalive=True, health_check_interval=30
+        )
+        self._wake = asyncio.Event()
+        self._tasks = [loop.create_task(self._publisher()), loop.create_task(self._subscriber())]
+
+    def publish(self, room_id: int, target: int, data: bytes) -> None:
+        self._queue.append((self.channel(room_id), self.node + _ROUTE.pack(target) + data))
+        if self._wake is not None and not self._wake.is_set():
+            self._wake.set()
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._queue = self._queue, []
+            if not batch:
+                continue
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                for channel, message in batch:
+                    pipe.publish(channel, message)
+                await pipe.execute()
+                stats.bus_published += len(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("voice publish of %d frames failed", len(batch), exc_info=True)
+                await asyncio.sleep(0.5)
+
+    def watch(self, room_id: int) -> None:
+        self._watched.add(room_id)
+        if self._pubsub is not None:
+            asyncio.get_running_loop().create_task(
+                self._safe(self._pubsub.subscribe(self.channel(room_id)))
+            )
+
+    def unwatch(self, room_id: int) -> None:
+        self._watched.discard(room_id)
+        if self._pubsub is not None:
+            asyncio.get_running_loop().create_task(
+                self._safe(self._pubsub.unsubscribe(self.channel(room_id)))
+            )
+
+    @staticmethod
+    async def _safe(awaitable) -> None:
+        try:
+            await awaitable
+        except Exception:
+            logger.warning("voice bus subscription change failed", exc_info=True)
+
+    async def _subscriber(self) -> None:
+        node = self.node
+        relay = self.relay
+        plen = len(self.prefix)
+        while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                # Subscribe to everything watched (again, after a reconnect).
+                self._pubsub = pubsub
+                await pubsub.subscribe(f"{self.prefix}__node__")
+                if self._watched:
+                    await pubsub.subscribe(*[self.channel(r) for r in self._watched])
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is None or message["type"] != "message":
+                        continue
+                    data = message["data"]
+                    if data[:16] == node:
+                        continue
+                    stats.bus_received += 1
+                    channel = message["channel"]
+                    room_id = int(channel[plen:])
+                    relay.deliver_remote(room_id, _ROUTE.unpack_from(data, 16)[0], data[20:])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("voice bus subscriber lost Redis; reconnecting", exc_info=True)
+                self._pubsub = None
+                await asyncio.sleep(0.5)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+
+
+relay = Relay()
+
+
+def ensure_bus() -> None:
+    """Start the Redis voice bus once per process, when REDIS_URL is set."""
+    from django.conf import settings
+
+    from rooms.presence import NODE_ID
+
+    if not settings.REDIS_URL:
+        return
+    if relay.bus is None:
+        relay.bus = VoiceBus(
+            relay, url=settings.REDIS_URL, prefix=settings.VOICEROOM_REDIS_PREFIX, node_id=NODE_ID
+        )
+    relay.bus.start()

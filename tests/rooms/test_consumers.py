@@ -1,0 +1,517 @@
+"""The room socket, end to end through the ASGI application (WebsocketCommunicator)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+
+import pytest
+from channels.db import database_sync_to_async
+
+from rooms import services
+from rooms.models import Membership
+from tests.rooms.realtime import a_member, a_room, communicator, connect, owner_ticket, refused
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+def header(frame: bytes) -> tuple[int, int, int]:
+    return struct.unpack(">BII", frame[:9])
+
+
+async def two_members(**room_kwargs):
+    room = await a_room(**room_kwargs)
+    a_user, a_ticket = await a_member(room)
+    b_user, b_ticket = await a_member(room)
+    a = await connect(room.pk, a_ticket, a_user.pk)
+    b = await connect(room.pk, b_ticket, b_user.pk)
+    await a.event_of("participant.joined")  # b arrived
+    return room, a, b
+
+
+# -- connecting ------------------------------------------------------------------------
+
+
+async def test_welcome_is_the_first_frame_with_room_you_participants_seats_and_session():
+    room = await a_room(seat_count=4)
+    user, ticket = await a_member(room)
+    client = await connect(room.pk, ticket, user.pk)
+    w = client.welcome
+    assert w["room"]["id"] == room.pk and w["room"]["online_count"] == 1
+    assert w["you"] == {
+        "user_id": user.pk,
+        "username": user.username,
+        "display_name": user.username,
+        "role": "member",
+        "muted": False,
+        "self_muted": False,
+        "seat": None,
+        "connected": True,
+    }
+    assert [p["user_id"] for p in w["participants"]] == [user.pk]
+    assert [s["index"] for s in w["seats"]] == [0, 1, 2, 3]
+    assert all(s["user_id"] is None and not s["locked"] for s in w["seats"])
+    assert len(w["session"]["resume_token"]) >= 32 and w["session"]["resume_window_s"] == 20
+    assert w["resumed"] is False
+    await client.disconnect()
+
+
+async def test_others_see_participant_joined_but_not_the_joiner_itself():
+    room, a, b = await two_members()
+    await b.nothing()
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_token_header_authenticates():
+    from rest_framework.authtoken.models import Token
+
+    room = await a_room()
+    user, _ = await a_member(room)
+    token = await database_sync_to_async(lambda: Token.objects.create(user=user).key)()
+    comm = communicator(room.pk, headers=[(b"authorization", f"Token {token}".encode())])
+    assert (await comm.connect())[0]
+    welcome = json.loads((await comm.receive_output(3))["text"])
+    assert welcome["type"] == "welcome" and welcome["you"]["user_id"] == user.pk
+    await comm.disconnect()
+
+
+@pytest.mark.parametrize(
+    "query,headers",
+    [
+        ("", None),
+        ("ticket=forged", None),
+        ("resume=unknown-token", None),
+        ("", [(b"authorization", b"Token not-a-token")]),
+        ("", [(b"authorization", b"Bearer whatever")]),
+    ],
+)
+async def test_bad_credentials_close_4001_after_the_handshake(query, headers):
+    room = await a_room()
+    assert await refused(room.pk, query, headers) == 4001
+
+
+async def test_a_ticket_works_once():
+    room = await a_room()
+    user, ticket = await a_member(room)
+    client = await connect(room.pk, ticket, user.pk)
+    await client.disconnect()
+    assert await refused(room.pk, f"ticket={ticket}") == 4001
+
+
+async def test_a_ticket_for_another_room_is_refused():
+    room, other = await a_room(), await a_room()
+    _, ticket = await a_member(other)
+    assert await refused(room.pk, f"ticket={ticket}") == 4001
+
+
+async def test_unknown_room_closes_4004():
+    assert await refused(999999, "ticket=x") == 4004
+
+
+async def test_unknown_path_closes_4004():
+    from channels.testing import WebsocketCommunicator
+
+    from voiceroom.asgi import application
+
+    comm = WebsocketCommunicator(application, "/ws/elsewhere/")
+    assert (await comm.connect())[0]
+    assert (await comm.receive_output(2))["code"] == 4004
+
+
+async def test_not_a_member_closes_4003():
+    room = await a_room()
+    user, ticket = await a_member(room)
+    await database_sync_to_async(services.member_leave)(room=room, user=user)
+    ticket2 = await database_sync_to_async(services.ticket_issue)(room=room, user=user)
+    assert await refused(room.pk, f"ticket={ticket2[0]}") == 4003
+
+
+async def test_banned_closes_4003():
+    room = await a_room()
+    user, ticket = await a_member(room)
+    await database_sync_to_async(services.member_ban)(room=room, actor=room.owner, user_id=user.pk)
+    assert await refused(room.pk, f"ticket={ticket}") == 4003
+
+
+async def test_closed_room_closes_4011():
+    room = await a_room()
+    user, ticket = await a_member(room)
+    await database_sync_to_async(lambda: Membership.objects.filter(user=user).update(active=True))()
+    await database_sync_to_async(services.room_close)(room=room, actor=room.owner)
+    await database_sync_to_async(lambda: Membership.objects.filter(user=user).update(active=True))()
+    assert await refused(room.pk, f"ticket={ticket}") == 4011
+
+
+async def test_full_room_closes_4009():
+    room = await a_room(capacity=2)
+    a_user, a_ticket = await a_member(room)
+    owner = await connect(room.pk, await owner_ticket(room), room.owner_id)
+    a = await connect(room.pk, a_ticket, a_user.pk)
+    # A third member got in while the room was bigger; now it is full of participants.
+    room.capacity = 3
+    await database_sync_to_async(room.save)()
+    b_user, b_ticket = await a_member(room)
+    room.capacity = 2
+    await database_sync_to_async(room.save)()
+    assert await refused(room.pk, f"ticket={b_ticket}") == 4009
+    await owner.disconnect()
+    await a.disconnect()
+
+
+async def test_second_socket_of_the_same_user_replaces_the_first_with_4012():
+    room, a, b = await two_members()
+    ticket = (await database_sync_to_async(services.ticket_issue)(room=room, user=a_user_of(a)))[0]
+    newer = await connect(room.pk, ticket, a.user_id)
+    assert await a.closed() == 4012
+    # The others never saw the user leave: only an update.
+    event = await b.event()
+    assert event["type"] == "participant.updated" and event["participant"]["connected"] is True
+    await b.nothing()
+    assert newer.welcome["you"]["connected"] is True
+    await newer.disconnect()
+    await b.disconnect()
+
+
+def a_user_of(client):
+    from accounts.models import User
+
+    return User(pk=client.user_id)
+
+
+# -- chat, whisper, ping, leave ----------------------------------------------------------
+
+
+async def test_chat_reaches_everyone_including_the_sender():
+    room, a, b = await two_members()
+    await a.send(type="chat", text="hello")
+    for client in (a, b):
+        event = await client.event_of("chat")
+        assert event["from"] == a.user_id and event["text"] == "hello" and event["ts"].endswith("Z")
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_whisper_reaches_only_sender_and_target():
+    room, a, b = await two_members()
+    c_user, c_ticket = await a_member(room)
+    c = await connect(room.pk, c_ticket, c_user.pk)
+    await a.event_of("participant.joined")
+    await b.event_of("participant.joined")
+    await a.send(type="whisper", to=b.user_id, text="psst")
+    for client in (a, b):
+        event = await client.event_of("whisper")
+        assert (event["from"], event["to"], event["text"]) == (a.user_id, b.user_id, "psst")
+    await c.nothing(0.5)
+    for client in (a, b, c):
+        await client.disconnect()
+
+
+async def test_whisper_to_someone_not_in_the_room_is_an_error():
+    room, a, b = await two_members()
+    await a.send(type="whisper", to=987654, text="psst")
+    event = await a.event_of("error")
+    assert event["code"] == "not_in_room"
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_ping_pong():
+    room, a, b = await two_members()
+    await a.send(type="ping")
+    assert (await a.event_of("pong"))["ts"].endswith("Z")
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_clean_leave_tells_the_others_at_once_and_frees_the_seat():
+    room, a, b = await two_members(seat_count=2)
+    await a.send(type="seat.take", index=1)
+    await b.event_of("seat.updated")
+    await a.send(type="leave")
+    assert await a.closed() == 1000
+    left = await b.event_of("participant.left")
+    assert left == {"type": "participant.left", "user_id": a.user_id, "reason": "left"}
+    seat = await b.event_of("seat.updated")
+    assert seat["seat"] == {"index": 1, "user_id": None, "locked": False, "muted": False}
+    await b.disconnect()
+
+
+async def test_rest_leave_closes_the_socket_with_4000():
+    room, a, b = await two_members()
+    await database_sync_to_async(services.member_leave)(room=room, user=a_user_of(a))
+    assert await a.closed() == 4000
+    assert (await b.event_of("participant.left"))["reason"] == "left"
+    await b.disconnect()
+
+
+async def test_unclean_disconnect_is_an_update_not_a_leave():
+    room, a, b = await two_members()
+    await a.disconnect()
+    event = await b.event()
+    assert event["type"] == "participant.updated"
+    assert event["participant"]["user_id"] == a.user_id
+    assert event["participant"]["connected"] is False
+    await b.nothing()
+    await b.disconnect()
+
+
+# -- voice -------------------------------------------------------------------------------
+
+
+async def test_voice_is_relayed_with_the_header_and_never_echoed():
+    room, a, b = await two_members()
+    await a.voice(b"\x01\x02opus-frame")
+    frame = await b.frame()
+    assert frame[:9] == bytes([1]) + a.user_id.to_bytes(4, "big") + (1).to_bytes(4, "big")
+    assert frame[9:] == b"\x01\x02opus-frame"
+    await a.nothing()
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_hundred_frames_arrive_in_order_with_consecutive_sequence():
+    room, a, b = await two_members()
+    c_user, c_ticket = await a_member(room)
+    c = await connect(room.pk, c_ticket, c_user.pk)
+    for i in range(100):
+        await a.voice(i.to_bytes(2, "big") + b"x" * 100)
+        await asyncio.sleep(0.011)  # 90 frames/s: under the rate limit
+    for listener in (b, c):
+        frames = await listener.frames()
+        assert len(frames) == 100
+        assert [header(f) for f in frames] == [(1, a.user_id, i + 1) for i in range(100)]
+        assert [int.from_bytes(f[9:11], "big") for f in frames] == list(range(100))
+    for client in (a, b, c):
+        await client.disconnect()
+
+
+async def test_voice_target_sends_whisper_voice_to_one_member_only():
+    room, a, b = await two_members()
+    c_user, c_ticket = await a_member(room)
+    c = await connect(room.pk, c_ticket, c_user.pk)
+    await a.send(type="voice.target", to=b.user_id)
+    await asyncio.sleep(0.05)
+    await a.voice(b"secret")
+    frame = await b.frame()
+    assert header(frame) == (2, a.user_id, 1) and frame[9:] == b"secret"
+    assert await c.frames() == []
+    # null returns to the room; the sequence is shared by room and whisper voice.
+    await a.send(type="voice.target", to=None)
+    await asyncio.sleep(0.05)
+    await a.voice(b"public")
+    assert header(await b.frame()) == (1, a.user_id, 2)
+    assert header(await c.frame()) == (1, a.user_id, 2)
+    for client in (a, b, c):
+        await client.disconnect()
+
+
+async def test_voice_target_must_be_in_the_room():
+    room, a, b = await two_members()
+    await a.send(type="voice.target", to=424242)
+    assert (await a.event_of("error"))["code"] == "not_in_room"
+    await a.send(type="voice.target", to=a.user_id)
+    assert (await a.event_of("error"))["code"] == "invalid_target"
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_frames_of_a_moderator_muted_member_are_dropped():
+    room, a, b = await two_members()
+    await database_sync_to_async(services.member_mute)(
+        room=room, actor=room.owner, user_id=a.user_id, muted=True
+    )
+    await a.event_of("participant.updated")
+    await a.voice(b"hello")
+    assert await b.frames() == []
+    await database_sync_to_async(services.member_mute)(
+        room=room, actor=room.owner, user_id=a.user_id, muted=False
+    )
+    await a.event_of("participant.updated")
+    await a.voice(b"hello")
+    assert header(await b.frame()) == (1, a.user_id, 1)
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_self_muted_frames_are_dropped():
+    room, a, b = await two_members()
+    await a.send(type="mute.self", muted=True)
+    event = await b.event_of("participant.updated")
+    assert event["participant"]["self_muted"] is True
+    await a.voice(b"hello")
+    assert await b.frames() == []
+    await a.send(type="mute.self", muted=False)
+    await b.event_of("participant.updated")
+    await a.voice(b"hello")
+    assert header(await b.frame())[2] == 1
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_with_seats_only_seated_members_speak_and_not_on_a_muted_seat():
+    room, a, b = await two_members(seat_count=2)
+    await a.voice(b"unseated")
+    assert await b.frames() == []
+    await a.send(type="seat.take")
+    await a.event_of("participant.updated")
+    await a.voice(b"seated")
+    assert (await b.frame())[9:] == b"seated"
+    await database_sync_to_async(services.seat_mute)(
+        room=room, actor=room.owner, index=0, muted=True
+    )
+    await a.event_of("seat.updated")
+    await a.voice(b"muted seat")
+    assert await b.frames() == []
+    await a.disconnect()
+    await b.disconnect()
+
+
+# -- bad input and limits --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw,code",
+    [
+        ("not json", "malformed_json"),
+        ("[1,2]", "malformed_json"),
+        ('{"no":"type"}', "invalid_message"),
+        ('{"type":"dance"}', "unknown_type"),
+        ('{"type":"chat"}', "invalid_message"),
+        ('{"type":"chat","text":""}', "invalid_message"),
+        ('{"type":"chat","text":' + json.dumps("x" * 501) + "}", "text_too_long"),
+        ('{"type":"whisper","to":"bob","text":"x"}', "invalid_message"),
+        ('{"type":"mute.self","muted":"yes"}', "invalid_message"),
+        ('{"type":"voice.target"}', "invalid_message"),
+        ('{"type":"moderate","action":"explode","user_id":1}', "invalid_message"),
+        ('{"type":"seat.lock","index":-1,"locked":true}', "invalid_message"),
+        ("x" * 9000, "frame_too_large"),
+    ],
+)
+async def test_bad_text_frames_get_an_error_and_the_socket_stays_open(raw, code):
+    room, a, b = await two_members()
+    await a.comm.send_to(text_data=raw)
+    event = await a.event_of("error")
+    assert event["code"] == code and event["detail"]
+    await a.voice(b"still here")
+    assert (await b.frame())[9:] == b"still here"
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_oversized_and_empty_voice_frames_get_an_error_and_are_not_relayed():
+    room, a, b = await two_members()
+    await a.voice(b"x" * 4097)
+    assert (await a.event_of("error"))["code"] == "frame_too_large"
+    await a.voice(b"x" * 4096)
+    assert len(await b.frame()) == 9 + 4096
+    assert await b.frames() == []
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_moderation_by_a_plain_member_is_an_error_frame():
+    room, a, b = await two_members()
+    await a.send(type="moderate", action="kick", user_id=b.user_id)
+    assert (await a.event_of("error"))["code"] == "forbidden"
+    await b.nothing()
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_voice_over_the_rate_limit_is_dropped():
+    room, a, b = await two_members()
+    for _ in range(400):  # all at once: far above 100/s
+        await a.voice(b"x")
+    got = await b.frames()
+    assert 100 <= len(got) <= 160, len(got)
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_persistent_flooding_closes_4008_and_others_carry_on():
+    room, a, b = await two_members()
+    c_user, c_ticket = await a_member(room)
+    c = await connect(room.pk, c_ticket, c_user.pk)
+    for _ in range(40):
+        await a.voice(b"x" * 5000)
+    assert await a.closed() == 4008
+    await b.send(type="chat", text="still fine")
+    assert (await c.event_of("chat"))["text"] == "still fine"
+    await b.voice(b"voice")
+    assert (await c.frame())[9:] == b"voice"
+    await b.disconnect()
+    await c.disconnect()
+
+
+async def test_text_flooding_closes_4008():
+    room, a, b = await two_members()
+    for _ in range(300):
+        await a.comm.send_to(text_data="garbage")
+    assert await a.closed(5) == 4008
+    await b.disconnect()
+
+
+# -- resume --------------------------------------------------------------------------------
+
+
+async def test_resume_keeps_seat_and_mute_and_others_see_only_updates(settings):
+    room, a, b = await two_members(seat_count=2)
+    await a.send(type="seat.take", index=1)
+    await a.send(type="mute.self", muted=True)
+    await b.event_where("participant.updated", lambda e: e["participant"]["self_muted"])
+    token = a.welcome["session"]["resume_token"]
+    await a.disconnect()
+    gone = await b.event_where(
+        "participant.updated", lambda e: e["participant"]["connected"] is False
+    )
+    assert gone["participant"]["seat"] == 1 and gone["participant"]["self_muted"] is True
+
+    comm = communicator(room.pk, f"resume={token}")
+    assert (await comm.connect())[0]
+    welcome = json.loads((await comm.receive_output(3))["text"])
+    assert welcome["resumed"] is True
+    assert welcome["you"]["seat"] == 1 and welcome["you"]["self_muted"] is True
+    back = await b.event_of("participant.updated")
+    assert back["participant"]["connected"] is True
+    await b.nothing()
+    await comm.disconnect()
+    await b.disconnect()
+
+
+async def test_resumed_voice_sequence_continues():
+    room, a, b = await two_members()
+    await a.voice(b"1")
+    await a.voice(b"2")
+    assert [header(f)[2] for f in [await b.frame(), await b.frame()]] == [1, 2]
+    token = a.welcome["session"]["resume_token"]
+    await a.disconnect()
+    await b.event_of("participant.updated")
+    comm = communicator(room.pk, f"resume={token}")
+    assert (await comm.connect())[0]
+    await comm.receive_output(3)
+    await comm.send_to(bytes_data=b"3")
+    assert header(await b.frame())[2] == 3
+    await comm.disconnect()
+    await b.disconnect()
+
+
+async def test_after_the_window_the_participant_times_out_and_the_seat_is_freed(settings):
+    from rooms import reaper
+
+    settings.VOICEROOM_RESUME_WINDOW_S = 1
+    room, a, b = await two_members(seat_count=2)
+    await a.send(type="seat.take", index=0)
+    await b.event_of("seat.updated")
+    token = a.welcome["session"]["resume_token"]
+    await a.disconnect()
+    await b.event_of("participant.updated")
+    await asyncio.sleep(1.1)
+    await database_sync_to_async(reaper.tick)()
+    left = await b.event_of("participant.left")
+    assert left["user_id"] == a.user_id and left["reason"] == "timeout"
+    seat = await b.event_of("seat.updated")
+    assert seat["seat"]["user_id"] is None
+    assert await refused(room.pk, f"resume={token}") == 4001
+    await b.disconnect()
