@@ -1,0 +1,48 @@
+"""Prometheus metrics of the realtime side, read from plain counters at scrape time.
+
+The voice path only bumps integer attributes (rooms.relay.stats); turning them into
+metrics happens here, when /metrics is scraped, so metrics cost nothing per frame.
+"""
+
+from __future__ import annotations
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from rooms.relay import relay, stats
+
+_COUNTERS = {
+    "frames_in": "Voice frames received from clients",
+    "frames_relayed": "Voice frames accepted for relay (sequence numbers issued)",
+    "deliveries": "Voice frames handed to local sockets",
+    "dropped_backlog": "Voice frames dropped because the listener's socket was backed up",
+    "dropped_rate": "Voice frames dropped by the per-socket rate limit",
+    "dropped_muted": "Voice frames dropped because the sender may not speak",
+    "frames_oversized": "Voice frames refused for their size",
+    "bus_published": "Voice frames published to Redis for other nodes",
+    "bus_received": "Voice frames received from other nodes through Redis",
+}
+
+
+class RelayCollector(Collector):
+    def collect(self):
+        for name, doc in _COUNTERS.items():
+            yield CounterMetricFamily(f"voiceroom_voice_{name}", doc, value=getattr(stats, name))
+        yield GaugeMetricFamily(
+            "voiceroom_rooms_local", "Rooms with sockets on this node", value=len(relay.rooms)
+        )
+        yield GaugeMetricFamily(
+            "voiceroom_sockets_local",
+            "Room sockets on this node",
+            value=sum(len(r) for r in relay.rooms.values()),
+        )
+
+
+_registered = False
+
+
+def register() -> None:
+    global _registered
+    if not _registered:
+        REGISTRY.register(RelayCollector())
+        _registered = True
