@@ -11,7 +11,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -51,6 +51,21 @@ class ServiceUnavailable(ApplicationError):
     code = "service_unavailable"
 
 
+class ErrorSerializer(serializers.Serializer):
+    """The body of every 4xx answer; documents the shape in the OpenAPI schema."""
+
+    code = serializers.CharField(help_text="Stable snake_case code a client can act on.")
+    detail = serializers.CharField(help_text="Human-readable explanation.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Per-field messages, present on validation errors (code `invalid`).",
+    )
+
+    class Meta:
+        ref_name = "Error"
+
+
 _DRF_CODES = {
     exceptions.NotAuthenticated: "not_authenticated",
     exceptions.AuthenticationFailed: "authentication_failed",
@@ -85,7 +100,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(detail=exc.messages)
+        # Keep the field names of a dict-shaped error (full_clean, password validators), so
+        # clients get "fields" as they do for serializer errors.
+        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        exc = exceptions.ValidationError(detail=detail)
     elif _is_database_unavailable(exc):
         return Response(
             {"code": "database_unavailable", "detail": "The database is not answering; try again."},

@@ -1,0 +1,59 @@
+"""Writes for accounts: registering, signing in and out.
+
+A user has one API token (DRF authtoken); signing out deletes it, so every client that
+held it must sign in again.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from accounts.models import User
+from voiceroom.errors import ApplicationError
+
+
+def _username_taken() -> ApplicationError:
+    return ApplicationError("That username is taken.", code="username_taken")
+
+
+@transaction.atomic
+def user_register(*, username: str, password: str, display_name: str = "") -> tuple[User, Token]:
+    """Create an account and its token. The password must pass Django's validators."""
+    # Case-insensitive, so "Bob" and "bob" are refused alike on every database (MySQL's
+    # collation would refuse the second only at the unique index).
+    if User.objects.filter(username__iexact=username).exists():
+        raise _username_taken()
+    user = User(username=username, display_name=display_name or "")
+    try:
+        validate_password(password, user=user)
+    except DjangoValidationError as exc:
+        raise DjangoValidationError({"password": exc.messages}) from None
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:  # a concurrent registration of the same name won the race
+        raise _username_taken() from None
+    token = Token.objects.create(user=user)
+    return user, token
+
+
+def user_login(*, username: str, password: str) -> tuple[User, Token]:
+    """Check the credentials; answer the user's token (created if they had none)."""
+    user = authenticate(request=None, username=username, password=password)
+    if user is None:
+        raise ApplicationError("Wrong username or password.", code="invalid_credentials")
+    user.last_login = timezone.now()
+    user.save(update_fields=["last_login"])
+    token, _ = Token.objects.get_or_create(user=user)
+    return user, token
+
+
+def user_logout(*, user: User) -> None:
+    """Delete the user's token: it stops working at once, on every client that held it."""
+    Token.objects.filter(user=user).delete()
