@@ -1,0 +1,1 @@
+"""Benchmark tooling: a lean load generator and a bare-relay baseline (docs/benchmarks.md)."""

@@ -1,0 +1,442 @@
+"""One side-by-side benchmark run: the bare relay, then voiceroom, same machine, same load.
+
+    python -m bench.run --scenario default                 # bare + uvicorn, Redis on
+    python -m bench.run --scenario default --server both   # bare + uvicorn + daphne
+    python -m bench.run --rooms 20 --no-redis
+    python -m bench.run --ladder                           # 10, 20, 30 ... rooms
+
+Servers are pinned to core 0 (`taskset -c 0`), the load generator to core 1. Every
+figure that matters is a ratio to the bare relay of the same run ("x bare"). Results go
+to bench/results/<timestamp>-<scenario>.json (gitignored) and a markdown table is
+printed. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bench.loadgen import cpu_model, write_json
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+SERVER_CORE, LOADGEN_CORE = "0", "1"
+
+SCENARIOS = {
+    # rooms x members x speakers at fps: 1,000 frames in, 19,000 deliveries out per second.
+    "default": {"rooms": 10, "members": 20, "speakers": 2, "fps": 50, "frame_bytes": 120,
+                "duration": 20, "warmup": 5},
+    # A quick check that everything works (not a measurement).
+    "smoke": {"rooms": 2, "members": 5, "speakers": 1, "fps": 50, "frame_bytes": 120,
+              "duration": 5, "warmup": 2},
+    # Few big rooms: fan-out of 99 per frame.
+    "big-rooms": {"rooms": 2, "members": 100, "speakers": 2, "fps": 50, "frame_bytes": 120,
+                  "duration": 20, "warmup": 5},
+}  # fmt: skip
+
+
+def log(msg: str) -> None:
+    print(f"[bench.run] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pinned(core: str, argv: list[str]) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", core, *argv]
+    return argv
+
+
+def venv_bin(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {host}:{port} after {timeout:.0f} s")
+
+
+def wait_healthz(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before /healthz answered")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise RuntimeError(f"{url}/healthz did not answer 200 in {timeout:.0f} s ({last})")
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace, params: dict) -> None:
+        self.args = args
+        self.params = params
+        self.workdir = Path(tempfile.mkdtemp(prefix="voiceroom-bench-"))
+        self.user_cache = str(self.workdir / "users.json")
+        self.redis_url = None if args.no_redis else args.redis
+        self.redis_pid = None
+        self.database_url = args.database_url or f"sqlite:///{self.workdir / 'bench.sqlite3'}"
+        self.migrated = False
+        self.env = dict(os.environ)
+        self.env.update(
+            {
+                "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+                "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "DJANGO_DEBUG": "0",
+                "DATABASE_URL": self.database_url,
+                "DJANGO_LOG_LEVEL": "WARNING",
+                # Set-up registers hundreds of users from one address.
+                "VOICEROOM_LOGIN_THROTTLE": "100000/min",
+                "VOICEROOM_REDIS_PREFIX": f"vrbench{secrets.token_hex(4)}",
+            }
+        )
+        self.env.pop("REDIS_URL", None)
+        if self.redis_url:
+            self.env["REDIS_URL"] = self.redis_url
+
+    # -- set-up ------------------------------------------------------------------------
+
+    def check_redis(self) -> None:
+        if not self.redis_url:
+            return
+        try:
+            import redis
+        except ImportError:
+            raise SystemExit("redis-py is missing; use --no-redis")
+        try:
+            info = redis.Redis.from_url(self.redis_url, socket_timeout=3).info("server")
+        except redis.RedisError as exc:
+            raise SystemExit(f"Redis at {self.redis_url} does not answer ({exc}); use --no-redis")
+        host = urlsplit(self.redis_url).hostname
+        if host in ("127.0.0.1", "localhost", "::1"):
+            self.redis_pid = int(info["process_id"])
+        log(f"Redis {info.get('redis_version')} pid {self.redis_pid} at {self.redis_url}")
+
+    def cleanup_redis(self) -> None:
+        """Delete the keys this run's prefix left (bounded), never anything else."""
+        if not self.redis_url:
+            return
+        try:
+            import redis
+
+            r = redis.Redis.from_url(self.redis_url, socket_timeout=3)
+            prefix = self.env["VOICEROOM_REDIS_PREFIX"]
+            keys = []
+            for n, key in enumerate(r.scan_iter(match=f"*{prefix}*", count=1000)):
+                keys.append(key)
+                if n > 200_000:
+                    break
+            for i in range(0, len(keys), 1000):
+                r.delete(*keys[i : i + 1000])
+        except Exception as exc:  # cleanup is best effort
+            log(f"Redis cleanup failed: {exc}")
+
+    def migrate(self) -> None:
+        if self.migrated:
+            return
+        log(f"migrate ({self.database_url})")
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            timeout=300,
+        )
+        self.migrated = True
+
+    # -- one loadgen run ---------------------------------------------------------------
+
+    def loadgen(self, target: str, urls: list[str], pids: list[int], label: str, rooms: int):
+        out = self.workdir / f"{label}-{rooms}.json"
+        p = self.params
+        argv = [
+            sys.executable, "-m", "bench.loadgen", "--target", target,
+            "--rooms", str(rooms), "--members", str(p["members"]),
+            "--speakers", str(p["speakers"]), "--fps", str(p["fps"]),
+            "--frame-bytes", str(p["frame_bytes"]), "--duration", str(p["duration"]),
+            "--warmup", str(p["warmup"]), "--json", str(out), "--label", label,
+            "--user-cache", self.user_cache,
+        ]  # fmt: skip
+        for u in urls:
+            argv += ["--url", u]
+        for pid in pids:
+            argv += ["--server-pid", str(pid)]
+        if self.redis_pid and target == "voiceroom":
+            argv += ["--redis-pid", str(self.redis_pid)]
+        users = rooms * p["members"]
+        timeout = 180 + users * 1.0 + p["warmup"] + p["duration"]
+        proc = subprocess.run(pinned(LOADGEN_CORE, argv), cwd=ROOT, timeout=timeout)
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"loadgen failed with exit code {proc.returncode}")
+        res = json.loads(out.read_text())
+        res["server"] = label
+        return res
+
+    def run_bare(self, rooms: int) -> dict:
+        port = free_port()
+        logf = self.workdir / "bare.log"
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.bare_relay",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        with logf.open("ab") as fh:
+            proc = subprocess.Popen(
+                pinned(SERVER_CORE, argv), cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT
+            )
+        try:
+            wait_port("127.0.0.1", port, proc, 20)
+            return self.loadgen("bare", [f"http://127.0.0.1:{port}"], [proc.pid], "bare", rooms)
+        finally:
+            stop(proc)
+
+    def server_argv(self, server: str, port: int) -> list[str]:
+        if server == "uvicorn":
+            return [
+                venv_bin("uvicorn"), "voiceroom.asgi:application", "--host", "127.0.0.1",
+                "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+                "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
+                "--lifespan", "off", "--no-access-log", "--log-level", "warning",
+            ]  # fmt: skip
+        if server == "daphne":
+            return [
+                venv_bin("daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "voiceroom.asgi:application",
+            ]
+        raise ValueError(server)
+
+    def run_server(self, server: str, rooms: int) -> dict:
+        self.migrate()
+        procs: list[subprocess.Popen] = []
+        urls: list[str] = []
+        logf = self.workdir / f"{server}.log"
+        try:
+            with logf.open("ab") as fh:
+                for _ in range(self.args.nodes):
+                    port = free_port()
+                    procs.append(
+                        subprocess.Popen(
+                            pinned(SERVER_CORE, self.server_argv(server, port)),
+                            cwd=ROOT,
+                            env=self.env,
+                            stdout=fh,
+                            stderr=subprocess.STDOUT,
+                        )
+                    )
+                    urls.append(f"http://127.0.0.1:{port}")
+            for proc, url in zip(procs, urls, strict=True):
+                wait_healthz(url, proc, 90)
+            return self.loadgen("voiceroom", urls, [p.pid for p in procs], server, rooms)
+        except Exception:
+            log(f"{server} log tail ({logf}):\n{tail(logf)}")
+            raise
+        finally:
+            for proc in procs:
+                stop(proc)
+
+
+def _fmt(v, fmt: str = "{:.1f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def table(rows: list[dict]) -> str:
+    head = (
+        "| rooms | server | loss % | p50 ms | p99 ms | max ms | deliveries/s "
+        "| server CPU us/delivery | x bare | redis CPU us/delivery | loadgen CPU % |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['rooms']} | {r['server']} | failed: {r['error'][:80]} |")
+            continue
+        lat = r["latency_ms"]
+        lines.append(
+            f"| {r['params']['rooms']} | {r['server']} | {_fmt(r['loss_pct'], '{:.2f}')} "
+            f"| {_fmt(lat['p50'], '{:.2f}')} | {_fmt(lat['p99'], '{:.2f}')} "
+            f"| {_fmt(lat['max'], '{:.1f}')} | {_fmt(r['deliveries_per_s'], '{:.0f}')} "
+            f"| {_fmt(r['server_cpu_us_per_delivery'])} | {_fmt(r.get('x_bare'), '{:.2f}')} "
+            f"| {_fmt(r['redis_cpu_us_per_delivery'])} | {_fmt(r['loadgen_cpu_pct'], '{:.0f}')} |"
+        )
+    return "\n".join(lines)
+
+
+def passed(res: dict, max_p99: float, max_loss: float) -> bool:
+    if "error" in res or res.get("loss_pct") is None:
+        return False
+    p99 = res["latency_ms"]["p99"]
+    return p99 is not None and p99 <= max_p99 and res["loss_pct"] <= max_loss
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
+    for name in ("rooms", "members", "speakers", "fps", "frame-bytes", "duration", "warmup"):
+        p.add_argument(f"--{name}", type=float if name in ("duration", "warmup") else int)
+    p.add_argument("--server", choices=["uvicorn", "daphne", "both", "none"], default="uvicorn",
+                   help="voiceroom server(s) to measure after the bare relay")  # fmt: skip
+    p.add_argument("--nodes", type=int, default=1, help="voiceroom nodes (all on core 0)")
+    p.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    p.add_argument("--no-redis", action="store_true", help="embedded in-process layer")
+    p.add_argument("--database-url", default=None, help="default: fresh SQLite in a temp dir")
+    p.add_argument("--no-bare", action="store_true", help="skip the bare relay (no x bare)")
+    p.add_argument("--ladder", action="store_true", help="10, 20, 30 ... rooms until it fails")
+    p.add_argument("--ladder-step", type=int, default=10)
+    p.add_argument("--ladder-max", type=int, default=100)
+    p.add_argument("--max-p99-ms", type=float, default=100.0)
+    p.add_argument("--max-loss-pct", type=float, default=1.0)
+    p.add_argument("--keep-workdir", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    params = dict(SCENARIOS[args.scenario])
+    for key in ("rooms", "members", "speakers", "fps", "frame_bytes", "duration", "warmup"):
+        value = getattr(args, key)
+        if value is not None:
+            params[key] = value
+    servers = {"both": ["uvicorn", "daphne"], "none": []}.get(args.server, [args.server])
+    if (os.cpu_count() or 1) < 2:
+        log("WARNING: fewer than 2 cores: server and load generator share one")
+    runner = Runner(args, params)
+    if servers:
+        runner.check_redis()
+    started = datetime.now(UTC)
+    steps = (
+        list(range(args.ladder_step, args.ladder_max + 1, args.ladder_step))
+        if args.ladder
+        else [params["rooms"]]
+    )
+    rows: list[dict] = []
+    active = list(servers)
+    try:
+        for rooms in steps:
+            bare = None
+            if not args.no_bare:
+                log(f"--- {rooms} rooms: bare relay")
+                try:
+                    bare = runner.run_bare(rooms)
+                    bare["x_bare"] = 1.0
+                    rows.append(bare)
+                except Exception as exc:
+                    log(f"bare relay failed: {exc}")
+                    rows.append({"server": "bare", "rooms": rooms, "error": str(exc)})
+            for server in list(active):
+                log(f"--- {rooms} rooms: {server}")
+                try:
+                    res = runner.run_server(server, rooms)
+                except Exception as exc:
+                    log(f"{server} failed: {exc}")
+                    res = {"server": server, "rooms": rooms, "error": str(exc)}
+                if (
+                    bare
+                    and res.get("server_cpu_us_per_delivery")
+                    and bare.get("server_cpu_us_per_delivery")
+                ):
+                    res["x_bare"] = round(
+                        res["server_cpu_us_per_delivery"] / bare["server_cpu_us_per_delivery"], 2
+                    )
+                rows.append(res)
+                if args.ladder and not passed(res, args.max_p99_ms, args.max_loss_pct):
+                    log(f"{server} stops at {rooms} rooms")
+                    active.remove(server)
+            if args.ladder and servers and not active:
+                break
+            if (
+                args.ladder
+                and not servers
+                and bare
+                and not passed(bare, args.max_p99_ms, args.max_loss_pct)
+            ):
+                break
+    finally:
+        runner.cleanup_redis()
+        if not args.keep_workdir:
+            shutil.rmtree(runner.workdir, ignore_errors=True)
+    md = table(rows)
+    summary = {
+        "started": started.isoformat(timespec="seconds"),
+        "scenario": args.scenario,
+        "params": params,
+        "servers": servers,
+        "nodes": args.nodes,
+        "redis": runner.redis_url,
+        "database": "sqlite (temp)" if not args.database_url else "given",
+        "ladder": args.ladder,
+        "cpu_model": cpu_model(),
+        "nproc": os.cpu_count(),
+        "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "table_md": md,
+        "runs": rows,
+    }
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"{stamp}-{args.scenario}{'-ladder' if args.ladder else ''}.json"
+    write_json(str(out), summary)
+    print(md)
+    print(f"\nresults: {out.relative_to(ROOT)}")
+    for r in rows:
+        for w in r.get("warnings", []):
+            print(f"WARNING ({r['server']}, {r['params']['rooms']} rooms): {w}")
+    return 0 if all("error" not in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
