@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.serializers import UserSerializer
-from voiceroom.errors import ErrorSerializer
+from voiceroom.errors import PARSER_CLASSES, ErrorSerializer
 
 # Long enough for any passphrase, short enough that hashing it is not a denial of service.
 PASSWORD_MAX_LENGTH = 256
@@ -42,6 +42,7 @@ def _auth_payload(user, token) -> dict:
 
 
 class RegisterApi(APIView):
+    parser_classes = PARSER_CLASSES
     # A stale or wrong token must not stop anyone from creating an account.
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -79,6 +80,7 @@ class RegisterApi(APIView):
 
 
 class LoginApi(APIView):
+    parser_classes = PARSER_CLASSES
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [ScopedRateThrottle]
