@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from accounts.models import User
 from rooms import presence
 from rooms.models import Membership, Room, Seat
 from rooms.presence import Session
 from rooms.serializers import seat_dict
-from voiceroom.errors import NotFound
+from voiceroom.errors import Forbidden, NotFound
 
 
 def room_get(*, room_id: int | str) -> Room:
@@ -26,7 +27,9 @@ def room_list(*, status: str | None = None) -> QuerySet[Room]:
 
 
 def membership_find(*, room_id: int, user_id: int) -> Membership | None:
-    return Membership.objects.select_related("user").filter(room_id=room_id, user_id=user_id).first()
+    return (
+        Membership.objects.select_related("user").filter(room_id=room_id, user_id=user_id).first()
+    )
 
 
 def membership_get(*, room_id: int, user_id: int | str) -> Membership:
@@ -48,6 +51,16 @@ def member_list(*, room_id: int) -> QuerySet[Membership]:
         .filter(Q(active=True) | Q(banned=True), room_id=room_id)
         .order_by("joined_at", "id")
     )
+
+
+def member_list_visible(*, room: Room, viewer: User) -> QuerySet[Membership]:
+    """`member_list` for a viewer who may see it: an active member of the room, or staff."""
+    if (
+        not viewer.is_staff
+        and not Membership.objects.filter(room=room, user=viewer, active=True).exists()
+    ):
+        raise Forbidden("Only members of the room and staff may list its members.")
+    return member_list(room_id=room.pk)
 
 
 def online_count(*, room_id: int) -> int:
