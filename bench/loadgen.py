@@ -570,6 +570,7 @@ class Rest:
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
         self.timeout = timeout
+        self.retries = 0  # 429/503 answers retried (set-up only)
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
         headers = {"Accept": "application/json"}
@@ -589,12 +590,17 @@ class Rest:
                 conn.close()
             if resp.status == 429 and attempt < 5:
                 wait = resp.getheader("Retry-After") or "1"
+                self.retries += 1
                 time.sleep(min(10.0, max(0.2, float(wait) if wait.isdigit() else 1.0)))
+                continue
+            if resp.status == 503 and attempt < 5:  # e.g. database_unavailable: "try again"
+                self.retries += 1
+                time.sleep(0.2 * (attempt + 1))
                 continue
             if resp.status >= 400:
                 raise RestError(f"{method} {path}: HTTP {resp.status} {raw[:300]!r}")
             return json.loads(raw) if raw else None
-        raise RestError(f"{method} {path}: throttled")
+        raise RestError(f"{method} {path}: still refused after retries")
 
 
 @dataclass
@@ -761,7 +767,10 @@ async def run_async(cfg: LoadConfig) -> dict:
         if cfg.target == "voiceroom":
             users, room_ids = await _setup_voiceroom(cfg, nodes, loop, pool)
         _log(cfg, f"connecting {total} sockets to {len(nodes)} node(s) ...")
-        sem = asyncio.Semaphore(cfg.connect_concurrency if cfg.target == "bare" else 8)
+        # Joins write to the database: as gently as the user set-up.
+        sem = asyncio.Semaphore(
+            cfg.connect_concurrency if cfg.target == "bare" else cfg.setup_concurrency
+        )
 
         async def connect(i: int) -> None:
             room = i // cfg.members
@@ -850,6 +859,7 @@ async def run_async(cfg: LoadConfig) -> dict:
         progress_task.cancel()
         result = _report(cfg, stats, conns, per_room, errors, cpu0, cpu1, (t1 - t0) / 1e9)
         result["setup_s"] = round(setup_s, 2)
+        result["setup_rest_retries"] = sum(n.rest.retries for n in nodes)
     finally:
         gc.enable()
         gc.unfreeze()
@@ -884,7 +894,11 @@ async def _teardown(cfg: LoadConfig, conns: list[BenchClient | None]) -> None:
 def _sample_cpu(cfg: LoadConfig, me: psutil.Process) -> dict:
     t = me.cpu_times()
     sys_t = psutil.cpu_times()
-    busy = sum(sys_t) - sys_t.idle - getattr(sys_t, "iowait", 0.0)
+    busy = (
+        sys_t.user
+        + sys_t.system
+        + sum(getattr(sys_t, name, 0.0) for name in ("nice", "irq", "softirq"))
+    )
     sample = {"self": t.user + t.system, "server": {}, "redis": None, "machine_busy": busy}
     for pid in cfg.server_pids:
         try:

@@ -204,6 +204,8 @@ class Runner:
             "--frame-bytes", str(p["frame_bytes"]), "--duration", str(p["duration"]),
             "--warmup", str(p["warmup"]), "--json", str(out), "--label", label,
             "--user-cache", self.user_cache,
+            # SQLite refuses concurrent writers ("database is locked"): one at a time.
+            "--setup-concurrency", "1" if self.database_url.startswith("sqlite") else "4",
         ]  # fmt: skip
         for u in urls:
             argv += ["--url", u]

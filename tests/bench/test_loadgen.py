@@ -255,6 +255,7 @@ def bare_relay():
             proc.wait(5)
 
 
+@pytest.mark.processes
 def test_loadgen_against_bare_relay(bare_relay, tmp_path):
     port, pid = bare_relay
     out = tmp_path / "res.json"
