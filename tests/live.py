@@ -1,0 +1,225 @@
+"""Real server processes for tests: daphne or uvicorn nodes on 127.0.0.1, a real database.
+
+Used by the tests that must see the product as clients do: real sockets, real HTTP,
+several nodes sharing Redis and MySQL, nodes killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_command(kind: str, port: int) -> list[str]:
+    if kind == "daphne":
+        return [
+            str(BIN / "daphne"),
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "voiceroom.asgi:application",
+        ]
+    if kind == "uvicorn":
+        return [
+            str(BIN / "uvicorn"),
+            "voiceroom.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--ws",
+            "websockets-sansio",
+            "--ws-per-message-deflate",
+            "false",
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ]
+    raise ValueError(kind)
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "voiceroom.settings",
+            "DJANGO_SECRET_KEY": "live-test-" + "k" * 40,
+            "DJANGO_DEBUG": "0",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DJANGO_SECURE_COOKIES": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class Node:
+    """One server process."""
+
+    def __init__(self, kind: str, env: dict[str, str], port: int | None = None) -> None:
+        self.kind = kind
+        self.port = port or free_port()
+        self.env = env
+        self.log = tempfile.NamedTemporaryFile(
+            prefix=f"voiceroom-{kind}-", suffix=".log", delete=False
+        )
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> Node:
+        self.proc = subprocess.Popen(
+            server_command(self.kind, self.port),
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited early:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.kind} did not answer /healthz:\n{self.output()}")
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-5000:]
+
+    def kill(self) -> None:
+        """SIGKILL: the node dies without closing anything."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def migrate(env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stdout + done.stderr)
+
+
+def database_for_processes() -> tuple[str, callable]:
+    """A fresh database the server processes share; returns (DATABASE_URL, cleanup)."""
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith("mysql"):
+        import MySQLdb
+
+        base, _, _ = url.rpartition("/")
+        name = f"voiceroom_live_{secrets.token_hex(4)}"
+        admin = _mysql_connect(url)
+        admin.cursor().execute(
+            f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )
+        admin.close()
+
+        def drop() -> None:
+            conn = _mysql_connect(url)
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.close()
+
+        del MySQLdb
+        return f"{base}/{name}", drop
+    folder = tempfile.mkdtemp(prefix="voiceroom-live-")
+    return f"sqlite:///{folder}/live.sqlite3", lambda: None
+
+
+def _mysql_connect(url: str):
+    import environ
+    import MySQLdb
+
+    cfg = environ.Env.db_url_config(url)
+    return MySQLdb.connect(
+        host=cfg["HOST"] or "127.0.0.1",
+        port=int(cfg["PORT"] or 3306),
+        user=cfg["USER"],
+        passwd=cfg["PASSWORD"] or "",
+    )
+
+
+class Api:
+    """A tiny REST client (urllib) speaking the contract."""
+
+    def __init__(self, base: str, token: str | None = None) -> None:
+        self.base = base
+        self.token = token
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Token {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                raw = r.read()
+                return r.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            return e.code, json.loads(raw) if raw else None
+
+    def ok(self, method: str, path: str, body: dict | None = None) -> dict:
+        status, data = self.call(method, path, body)
+        assert 200 <= status < 300, (status, data)
+        return data
+
+    @classmethod
+    def user(cls, base: str, name: str | None = None) -> tuple[Api, dict]:
+        name = name or f"u{secrets.token_hex(4)}"
+        data = cls(base).ok(
+            "POST", "/api/auth/register", {"username": name, "password": "a-Long-pass-123"}
+        )
+        return cls(base, data["token"]), data["user"]
