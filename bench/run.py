@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -106,6 +107,37 @@ def stop(proc: subprocess.Popen | None) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+LOCK_PATH = Path(tempfile.gettempdir()) / "voiceroom-bench.lock"
+
+
+@contextlib.contextmanager
+def machine_lock(timeout: float):
+    """One bench.run per machine at a time: two would share the pinned cores."""
+    with LOCK_PATH.open("a+") as fh:
+        deadline = time.monotonic() + timeout
+        said = False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"another bench.run still holds {LOCK_PATH}; gave up")
+                if not said:
+                    fh.seek(0)
+                    log(f"waiting for another bench.run ({fh.read().strip() or '?'}) ...")
+                    said = True
+                time.sleep(1)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -345,11 +377,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-p99-ms", type=float, default=100.0)
     p.add_argument("--max-loss-pct", type=float, default=1.0)
     p.add_argument("--keep-workdir", action="store_true")
+    p.add_argument("--lock-timeout", type=float, default=1800.0,
+                   help="seconds to wait for another bench.run on this machine")  # fmt: skip
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with machine_lock(args.lock_timeout):
+        return _main(args, argv)
+
+
+def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     params = dict(SCENARIOS[args.scenario])
     for key in ("rooms", "members", "speakers", "fps", "frame_bytes", "duration", "warmup"):
         value = getattr(args, key)
