@@ -808,7 +808,14 @@ async def run_async(cfg: LoadConfig) -> dict:
                     )
                     await asyncio.wait_for(proto.ready, 15)
                     conns[i] = proto
-                except (OSError, RestError, HandshakeError, TimeoutError, KeyError) as exc:
+                except (
+                    OSError,
+                    RestError,
+                    HandshakeError,
+                    TimeoutError,
+                    KeyError,
+                    ValueError,
+                ) as exc:
                     errors.append(f"member {i}: {type(exc).__name__}: {exc}")
 
         await asyncio.wait_for(
@@ -1137,7 +1144,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    res = run(cfg)
+    try:
+        res = run(cfg)
+    except (RuntimeError, RestError, OSError, TimeoutError) as exc:
+        print(f"loadgen failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     print(summary_line(res))
     return 0
 
