@@ -19,7 +19,7 @@ _COUNTERS = {
     "dropped_rate": "Voice frames dropped by the per-socket rate limit",
     "dropped_muted": "Voice frames dropped because the sender may not speak",
     "frames_oversized": "Voice frames refused for their size",
-    "bus_published": "Voice frames published to Redis for other nodes",
+    "bus_published": "Voice frames published to Redis for other nodes (hellos not counted)",
     "bus_received": "Voice frames received from other nodes through Redis",
 }
 

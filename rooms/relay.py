@@ -8,12 +8,13 @@ Design (measured in docs/benchmarks.md; facts from the relay probe):
 - A socket whose transport is paused by flow control (its reader stopped) is skipped,
   never awaited: its frames are dropped and counted, so one stalled listener cannot
   hold up its room. The send that found it paused finishes in a task of its own.
-- With Redis, each frame is also queued for ONE `PUBLISH` to the room's voice channel;
-  one task per process pipelines whatever is queued. One subscriber connection per
-  process listens to the voice channels of the rooms that have local sockets, and
-  relays other nodes' frames locally (its own come back too and are skipped by the
-  node-id prefix). So a node receives a frame at most once, and only nodes with
-  members in that room receive it.
+- With Redis, while another node has sockets in the room, each frame is also queued
+  for ONE `PUBLISH` to the room's voice channel; one task per process pipelines
+  whatever is queued. One subscriber connection per process listens to the voice
+  channels of the rooms that have local sockets, and relays other nodes' frames
+  locally (its own come back too and are skipped by the node-id prefix). So a node
+  receives a frame at most once, only nodes with members in that room receive it, and
+  a room on a single node costs Redis nothing (see VoiceBus).
 Control events (joins, moderation, chat) keep the ordinary channel-layer path.
 """
 
@@ -237,16 +238,29 @@ class Relay:
 
 
 _ROUTE = struct.Struct(">I")  # target user id (0: the whole room)
+_HELLO = 0xFFFFFFFF  # "this node has sockets in the room" (also the answer to a hello)
+_BYE = 0xFFFFFFFE  # "this node no longer has sockets in the room"
+HELLO_EVERY_S = 5.0
+FORGET_AFTER_S = 15.0
 
 
 class VoiceBus:
-    """Voice between nodes over Redis pub/sub: one PUBLISH per frame, one subscriber."""
+    """Voice between nodes over Redis pub/sub: one PUBLISH per frame, one subscriber.
+
+    A node publishes a room's frames only while another node has sockets in that room.
+    Nodes learn about each other on the room's voice channel itself: a node that starts
+    watching a room says hello there, the nodes already in it answer, and every node
+    repeats its hello every few seconds; a node not heard from for FORGET_AFTER_S (it
+    died without saying bye) is forgotten. So a room that lives on one node costs Redis
+    nothing, and a node receives a frame at most once, only for rooms it has sockets in.
+    """
 
     def __init__(self, relay: Relay, *, url: str, prefix: str, node_id: str) -> None:
         self.relay = relay
         self.url = url
         self.prefix = f"{prefix}:v:"
         self.node = node_id.encode()[:16].ljust(16, b"-")
+        self.remote: dict[int, dict[bytes, float]] = {}  # room -> other node -> last heard
         self._queue: list[tuple[str, bytes]] = []
         self._wake: asyncio.Event | None = None
         self._watched: set[int] = set()
@@ -265,6 +279,7 @@ class VoiceBus:
         # First start, or a new event loop (tests run one loop per test).
         self._loop = loop
         self._pubsub = None
+        self.remote = {}
         import redis.asyncio as aioredis
 
         # No socket_timeout on these connections: a quiet room is not an error
@@ -273,10 +288,20 @@ class VoiceBus:
             self.url, socket_timeout=None, socket_keepalive=True, health_check_interval=30
         )
         self._wake = asyncio.Event()
-        self._tasks = [loop.create_task(self._publisher()), loop.create_task(self._subscriber())]
+        self._tasks = [
+            loop.create_task(self._publisher()),
+            loop.create_task(self._subscriber()),
+            loop.create_task(self._greeter()),
+        ]
 
     def publish(self, room_id: int, target: int, data: bytes) -> None:
-        self._queue.append((self.channel(room_id), self.node + _ROUTE.pack(target) + data))
+        if not self.remote.get(room_id):
+            return  # no other node has sockets in this room
+        stats.bus_published += 1
+        self._send(room_id, target, data)
+
+    def _send(self, room_id: int, route: int, data: bytes = b"") -> None:
+        self._queue.append((self.channel(room_id), self.node + _ROUTE.pack(route) + data))
         if self._wake is not None and not self._wake.is_set():
             self._wake.set()
 
@@ -292,26 +317,30 @@ class VoiceBus:
                 for channel, message in batch:
                     pipe.publish(channel, message)
                 await pipe.execute()
-                stats.bus_published += len(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.warning("voice publish of %d frames failed", len(batch), exc_info=True)
+                logger.warning("voice publish of %d messages failed", len(batch), exc_info=True)
                 await asyncio.sleep(0.5)
 
     def watch(self, room_id: int) -> None:
         self._watched.add(room_id)
         if self._pubsub is not None:
-            asyncio.get_running_loop().create_task(
-                self._safe(self._pubsub.subscribe(self.channel(room_id)))
-            )
+            asyncio.get_running_loop().create_task(self._subscribe_and_greet([room_id]))
 
     def unwatch(self, room_id: int) -> None:
         self._watched.discard(room_id)
+        self.remote.pop(room_id, None)
+        self._send(room_id, _BYE)
         if self._pubsub is not None:
             asyncio.get_running_loop().create_task(
                 self._safe(self._pubsub.unsubscribe(self.channel(room_id)))
             )
+
+    async def _subscribe_and_greet(self, rooms: list[int]) -> None:
+        await self._safe(self._pubsub.subscribe(*[self.channel(r) for r in rooms]))
+        for room_id in rooms:
+            self._send(room_id, _HELLO)
 
     @staticmethod
     async def _safe(awaitable) -> None:
@@ -320,29 +349,56 @@ class VoiceBus:
         except Exception:
             logger.warning("voice bus subscription change failed", exc_info=True)
 
+    async def _greeter(self) -> None:
+        while True:
+            await asyncio.sleep(HELLO_EVERY_S)
+            now = time.monotonic()
+            for room_id in list(self._watched):
+                self._send(room_id, _HELLO)
+            for nodes in list(self.remote.values()):
+                for node, heard in list(nodes.items()):
+                    if now - heard > FORGET_AFTER_S:
+                        del nodes[node]
+
     async def _subscriber(self) -> None:
         node = self.node
         relay = self.relay
+        remote = self.remote
         plen = len(self.prefix)
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
-                # Subscribe to everything watched (again, after a reconnect).
                 self._pubsub = pubsub
                 await pubsub.subscribe(f"{self.prefix}__node__")
                 if self._watched:
-                    await pubsub.subscribe(*[self.channel(r) for r in self._watched])
+                    await self._subscribe_and_greet(list(self._watched))
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is None or message["type"] != "message":
                         continue
                     data = message["data"]
-                    if data[:16] == node:
+                    sender = data[:16]
+                    if sender == node:
+                        continue
+                    room_id = int(message["channel"][plen:])
+                    route = _ROUTE.unpack_from(data, 16)[0]
+                    nodes = remote.get(room_id)
+                    if route == _BYE:
+                        if nodes is not None:
+                            nodes.pop(sender, None)
+                        continue
+                    if room_id not in self._watched:
+                        continue
+                    if nodes is None:
+                        nodes = remote[room_id] = {}
+                    known = sender in nodes
+                    nodes[sender] = time.monotonic()
+                    if route == _HELLO:
+                        if not known:
+                            self._send(room_id, _HELLO)  # let the newcomer know us too
                         continue
                     stats.bus_received += 1
-                    channel = message["channel"]
-                    room_id = int(channel[plen:])
-                    relay.deliver_remote(room_id, _ROUTE.unpack_from(data, 16)[0], data[20:])
+                    relay.deliver_remote(room_id, route, data[20:])
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -6,6 +6,8 @@ handler and the WebSocket consumer both turn them into that shape.
 
 from __future__ import annotations
 
+import logging
+
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -14,6 +16,9 @@ from django.http import Http404
 from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+
+logger = logging.getLogger(__name__)
 
 
 class ApplicationError(Exception):
@@ -120,6 +125,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         exc = exceptions.ValidationError(detail=detail)
     elif _is_database_unavailable(exc):
+        logger.error("database error answered with 503", exc_info=exc)
         return Response(
             {"code": "database_unavailable", "detail": "The database is not answering; try again."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
