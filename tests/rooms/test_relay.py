@@ -1,0 +1,118 @@
+"""The relay's hot path in isolation: fan-out, skipping backed-up sockets, gating, limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rooms.protocol import HEADER
+from rooms.relay import Endpoint, Relay, VoiceBus, stats
+
+
+class FakeSocket:
+    """An ASGI send that completes at once, or blocks while `paused` (flow control)."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.paused = False
+        self.resume = asyncio.Event()
+
+    async def send(self, message):
+        if self.paused:
+            await self.resume.wait()
+        self.sent.append(message["bytes"])
+
+
+def endpoint(relay: Relay, user_id: int, room_id: int = 1) -> tuple[Endpoint, FakeSocket]:
+    sock = FakeSocket()
+    ep = Endpoint(room_id=room_id, user_id=user_id, send=sock.send)
+    ep.can_speak = True
+    relay.add(ep)
+    return ep, sock
+
+
+async def test_a_frame_reaches_every_other_socket_with_one_header_and_not_the_sender():
+    relay = Relay()
+    (a, sa), (b, sb), (c, sc) = (endpoint(relay, uid) for uid in (7, 8, 9))
+    assert relay.voice_in(a, b"payload") is None
+    expected = HEADER.pack(1, 7, 1) + b"payload"
+    assert sb.sent == [expected] and sc.sent == [expected] and sa.sent == []
+
+
+async def test_a_backed_up_socket_is_skipped_not_awaited_and_resumes_later():
+    relay = Relay()
+    (a, _), (slow, s_slow), (fast, s_fast) = (endpoint(relay, uid) for uid in (1, 2, 3))
+    s_slow.paused = True
+    before = stats.dropped_backlog
+    for i in range(5):
+        relay.voice_in(a, bytes([i]))
+    # The fast listener got everything at once; the slow one holds one pending frame.
+    assert [f[9:] for f in s_fast.sent] == [bytes([i]) for i in range(5)]
+    assert slow.busy and s_slow.sent == []
+    assert stats.dropped_backlog - before == 4
+    s_slow.paused = False
+    s_slow.resume.set()
+    await asyncio.sleep(0.01)
+    assert not slow.busy and [f[9:] for f in s_slow.sent] == [b"\x00"]
+    relay.voice_in(a, b"again")
+    assert s_slow.sent[-1][9:] == b"again"
+
+
+async def test_a_sender_who_may_not_speak_is_dropped_and_its_sequence_does_not_move():
+    relay = Relay()
+    (a, _), (_b, sb) = endpoint(relay, 1), endpoint(relay, 2)
+    a.can_speak = False
+    relay.voice_in(a, b"x")
+    assert sb.sent == [] and a.seq == 0
+    a.can_speak = True
+    relay.voice_in(a, b"x")
+    assert HEADER.unpack(sb.sent[0][:9]) == (1, 1, 1)
+
+
+async def test_size_limits():
+    relay = Relay()
+    (a, _), (_b, sb) = endpoint(relay, 1), endpoint(relay, 2)
+    assert relay.voice_in(a, b"") == "empty_frame"
+    assert relay.voice_in(a, b"x" * 4097) == "frame_too_large"
+    assert relay.voice_in(a, b"x" * 4096) is None
+    assert len(sb.sent) == 1
+
+
+async def test_rooms_are_separate_and_remote_frames_skip_their_sender():
+    relay = Relay()
+    (a, sa), (_b, sb) = endpoint(relay, 1, room_id=1), endpoint(relay, 2, room_id=1)
+    (c, sc) = endpoint(relay, 3, room_id=2)
+    relay.voice_in(a, b"x")
+    assert sc.sent == []
+    remote = HEADER.pack(1, 2, 5) + b"from node B"
+    relay.deliver_remote(1, 0, remote)  # user 2 speaking elsewhere: not echoed to user 2
+    assert sa.sent == [remote] and sb.sent[-1] != remote
+    relay.deliver_remote(1, 1, HEADER.pack(2, 9, 1) + b"whisper")
+    assert sa.sent[-1][9:] == b"whisper"
+
+
+async def test_leaving_the_registry_and_replacement():
+    relay = Relay()
+    (a, _), (b, sb) = endpoint(relay, 1), endpoint(relay, 2)
+    old_b = b
+    new_b, new_sb = endpoint(relay, 2)  # the same user's newer socket replaces the entry
+    relay.remove(old_b)  # the older socket's cleanup must not remove the newer one
+    relay.voice_in(a, b"x")
+    assert new_sb.sent and not sb.sent
+    relay.remove(new_b)
+    relay.remove(a)
+    assert relay.rooms == {}
+
+
+async def test_the_bus_publishes_nothing_for_a_room_only_this_node_has():
+    relay = Relay()
+    bus = VoiceBus(relay, url="redis://unused", prefix="t", node_id="node-a")
+    relay.bus = bus
+    (a, _), (_b, _) = endpoint(relay, 1), endpoint(relay, 2)
+    relay.voice_in(a, b"x")
+    assert bus._queue == []
+    bus.remote[1] = {b"node-b".ljust(16, b"-"): 0.0}
+    relay.voice_in(a, b"y")
+    assert len(bus._queue) == 1
+    channel, message = bus._queue[0]
+    assert channel == "t:v:1" and message[:16] == b"node-a".ljust(16, b"-")
+    assert message[20:] == HEADER.pack(1, 1, 2) + b"y"
