@@ -7,7 +7,6 @@ handler and the WebSocket consumer both turn them into that shape.
 from __future__ import annotations
 
 import logging
-
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -17,6 +16,7 @@ from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from voiceroom.parsers import JSONParser
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +71,7 @@ class ErrorSerializer(serializers.Serializer):
         ref_name = "Error"
 
 
-class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, except that a body nested too deeply for Python's json module is
-    a `malformed_request` (400) instead of a RecursionError (500)."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
-
-
-# The parsers of views that read a body: DRF's defaults with the JSON one above.
+# The parsers of views that read a body (also DRF's default, see settings).
 PARSER_CLASSES = [JSONParser, parsers.FormParser, parsers.MultiPartParser]
 
 

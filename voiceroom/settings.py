@@ -168,6 +168,14 @@ REST_FRAMEWORK = {
         "login": env.str("VOICEROOM_LOGIN_THROTTLE", default="10/min"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_PARSER_CLASSES": [
+        "voiceroom.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # How many reverse proxies (nginx) stand in front of the nodes: throttling then takes
+    # the client address from X-Forwarded-For that far back, and never trusts it at 0.
+    "NUM_PROXIES": env.int("VOICEROOM_TRUSTED_PROXIES", default=0),
 }
 
 SPECTACULAR_SETTINGS = {
