@@ -18,6 +18,7 @@ _COUNTERS = {
     "dropped_backlog": "Voice frames dropped because the listener's socket was backed up",
     "dropped_rate": "Voice frames dropped by the per-socket rate limit",
     "dropped_muted": "Voice frames dropped because the sender may not speak",
+    "dropped_overload": "Voice frames shed because this node's event loop ran late",
     "frames_oversized": "Voice frames refused for their size",
     "bus_published": "Voice frames published to Redis for other nodes (hellos not counted)",
     "bus_received": "Voice frames received from other nodes through Redis",

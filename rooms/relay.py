@@ -54,6 +54,7 @@ class Stats:
         "deliveries",
         "dropped_backlog",
         "dropped_muted",
+        "dropped_overload",
         "dropped_rate",
         "frames_in",
         "frames_oversized",
@@ -148,10 +149,37 @@ class Endpoint:
             self.busy = False
 
 
+# Load shedding: when the event loop runs this late, the process is past what one core
+# can relay. Voice that late is useless, so new frames are dropped (and counted) until
+# the loop catches up, instead of queueing and making every listener's latency grow.
+LAG_PROBE_S = 0.05
+LAG_LIMIT_S = 0.1
+
+
 class Relay:
     def __init__(self) -> None:
         self.rooms: dict[int, dict[int, Endpoint]] = {}
         self.bus: VoiceBus | None = None
+        self.overloaded = False
+        self._lag_task: asyncio.Task | None = None
+        self._lag_loop: asyncio.AbstractEventLoop | None = None
+
+    def watch_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._lag_task is not None and not self._lag_task.done() and self._lag_loop is loop:
+            return
+        self._lag_loop = loop
+        self._lag_task = loop.create_task(self._measure_lag())
+
+    async def _measure_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(LAG_PROBE_S)
+            lag = loop.time() - started - LAG_PROBE_S
+            if lag > LAG_LIMIT_S and not self.overloaded:
+                logger.warning("event loop %.0f ms late: shedding voice frames", lag * 1000)
+            self.overloaded = lag > LAG_LIMIT_S
 
     # -- membership of the local registry --------------------------------------------
 
@@ -185,6 +213,9 @@ class Relay:
         if size > MAX_VOICE_BYTES or size == 0:
             stats.frames_oversized += 1
             return "frame_too_large" if size else "empty_frame"
+        if self.overloaded:
+            stats.dropped_overload += 1
+            return None
         now = time.monotonic()
         if not ep.voice_bucket.take(now):
             stats.dropped_rate += 1
@@ -421,11 +452,13 @@ relay = Relay()
 
 
 def ensure_bus() -> None:
-    """Start the Redis voice bus once per process, when REDIS_URL is set."""
+    """Start the relay's background tasks once per process (and event loop): the lag
+    watch, and the Redis voice bus when REDIS_URL is set."""
     from django.conf import settings
 
     from rooms.presence import NODE_ID
 
+    relay.watch_lag()
     if not settings.REDIS_URL:
         return
     if relay.bus is None:

@@ -116,3 +116,32 @@ async def test_the_bus_publishes_nothing_for_a_room_only_this_node_has():
     channel, message = bus._queue[0]
     assert channel == "t:v:1" and message[:16] == b"node-a".ljust(16, b"-")
     assert message[20:] == HEADER.pack(1, 1, 2) + b"y"
+
+
+async def test_an_overloaded_node_sheds_new_frames_instead_of_queueing_them():
+    relay = Relay()
+    (a, _), (_b, sb) = endpoint(relay, 1), endpoint(relay, 2)
+    relay.overloaded = True
+    before = stats.dropped_overload
+    relay.voice_in(a, b"late")
+    assert sb.sent == [] and stats.dropped_overload == before + 1 and a.seq == 0
+    relay.overloaded = False
+    relay.voice_in(a, b"on time")
+    assert [f[9:] for f in sb.sent] == [b"on time"]
+
+
+async def test_the_lag_watch_notices_a_blocked_loop():
+    import time
+
+    relay = Relay()
+    relay.watch_lag()
+    await asyncio.sleep(0.06)
+    time.sleep(0.3)  # noqa: ASYNC251 - the loop is blocked, as under a load it cannot carry
+    await asyncio.sleep(0.01)
+    assert relay.overloaded is True
+    for _ in range(40):  # and recovers once the loop is on time again
+        await asyncio.sleep(0.05)
+        if not relay.overloaded:
+            break
+    assert relay.overloaded is False
+    relay._lag_task.cancel()
