@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -200,6 +201,21 @@ class Relay:
             del self.rooms[endpoint.room_id]
             if self.bus is not None:
                 self.bus.unwatch(endpoint.room_id)
+
+    async def drain(self, code: int = 1012) -> None:
+        """Close every local socket with `code` (1012: service restart), so clients resume
+        on another node at once instead of waiting for a timeout."""
+        endpoints = [ep for room in self.rooms.values() for ep in room.values()]
+        for ep in endpoints:
+            try:
+                await ep.send({"type": "websocket.close", "code": code})
+            except Exception:
+                pass
+        # Give the close frames time to leave before the server drops the connections.
+        for _ in range(30):
+            if all(not room for room in self.rooms.values()):
+                break
+            await asyncio.sleep(0.05)
 
     def local(self, room_id: int, user_id: int) -> Endpoint | None:
         return self.rooms.get(room_id, {}).get(user_id)
@@ -459,6 +475,7 @@ def ensure_bus() -> None:
     from rooms.presence import NODE_ID
 
     relay.watch_lag()
+    _drain_on_daphne_shutdown()
     if not settings.REDIS_URL:
         return
     if relay.bus is None:
@@ -466,3 +483,30 @@ def ensure_bus() -> None:
             relay, url=settings.REDIS_URL, prefix=settings.VOICEROOM_REDIS_PREFIX, node_id=NODE_ID
         )
     relay.bus.start()
+
+
+_drain_installed = False
+CLOSE_DRAINING = 4013  # daphne's stand-in for 1012, see below
+
+
+def _drain_on_daphne_shutdown() -> None:
+    """uvicorn closes sockets with 1012 on SIGTERM by itself; daphne drops them (1006).
+
+    Under daphne (whose Twisted reactor is already installed and running), a "before
+    shutdown" trigger, Twisted's public API for this, closes them first. Autobahn lets an
+    application close only with 1000 or 3000-4999, so daphne's drain code is 4013
+    ("node shutting down: resume elsewhere now"), which clients treat like 1012.
+    """
+    global _drain_installed
+    if _drain_installed or "twisted.internet.reactor" not in sys.modules:
+        return
+    from twisted.internet import defer, reactor
+
+    def before_shutdown():
+        logger.info(
+            "shutting down: closing %d sockets with 1012", sum(map(len, relay.rooms.values()))
+        )
+        return defer.Deferred.fromFuture(asyncio.ensure_future(relay.drain(CLOSE_DRAINING)))
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+    _drain_installed = True

@@ -148,6 +148,18 @@ async def test_refusals_carry_their_close_code(node):
     assert ws.close_code == 4004
 
 
+async def test_sigterm_drains_the_node_so_clients_resume_at_once(node):
+    api, user = await asyncio.to_thread(Api.user, node.url)
+    room = await asyncio.to_thread(api.ok, "POST", "/api/rooms/", {"name": "drain"})
+    member = await join(node, api, user, room["id"])
+    node.stop()  # SIGTERM
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(member.ws.recv(), 10)
+    # uvicorn sends 1012 (service restart); autobahn forbids it to applications, so
+    # daphne's drain sends 4013, which clients treat the same way.
+    assert member.ws.close_code == (1012 if node.kind == "uvicorn" else 4013)
+
+
 # -- several nodes over Redis ------------------------------------------------------------------
 
 cluster_marks = [pytest.mark.redis, pytest.mark.mysql]
