@@ -154,7 +154,6 @@ class Endpoint:
 # can relay. Voice that late is useless, so new frames are dropped (and counted) until
 # the loop catches up, instead of queueing and making every listener's latency grow.
 LAG_PROBE_S = 0.05
-LAG_LIMIT_S = 0.1
 
 
 class Relay:
@@ -165,22 +164,24 @@ class Relay:
         self._lag_task: asyncio.Task | None = None
         self._lag_loop: asyncio.AbstractEventLoop | None = None
 
-    def watch_lag(self) -> None:
+    def watch_lag(self, limit_s: float) -> None:
+        if limit_s <= 0:
+            return  # shedding turned off
         loop = asyncio.get_running_loop()
         if self._lag_task is not None and not self._lag_task.done() and self._lag_loop is loop:
             return
         self._lag_loop = loop
-        self._lag_task = loop.create_task(self._measure_lag())
+        self._lag_task = loop.create_task(self._measure_lag(limit_s))
 
-    async def _measure_lag(self) -> None:
+    async def _measure_lag(self, limit_s: float) -> None:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
             await asyncio.sleep(LAG_PROBE_S)
             lag = loop.time() - started - LAG_PROBE_S
-            if lag > LAG_LIMIT_S and not self.overloaded:
+            if lag > limit_s and not self.overloaded:
                 logger.warning("event loop %.0f ms late: shedding voice frames", lag * 1000)
-            self.overloaded = lag > LAG_LIMIT_S
+            self.overloaded = lag > limit_s
 
     # -- membership of the local registry --------------------------------------------
 
@@ -474,7 +475,7 @@ def ensure_bus() -> None:
 
     from rooms.presence import NODE_ID
 
-    relay.watch_lag()
+    relay.watch_lag(settings.VOICEROOM_SHED_AFTER_LAG_MS / 1000)
     _drain_on_daphne_shutdown()
     if not settings.REDIS_URL:
         return

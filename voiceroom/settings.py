@@ -191,6 +191,8 @@ VOICEROOM_RESUME_WINDOW_S = env.int("VOICEROOM_RESUME_WINDOW_S", default=20)
 VOICEROOM_TICKET_TTL_S = env.int("VOICEROOM_TICKET_TTL_S", default=60)
 VOICEROOM_NODE_HEARTBEAT_S = env.float("VOICEROOM_NODE_HEARTBEAT_S", default=2.0)
 VOICEROOM_NODE_DEAD_AFTER_S = env.float("VOICEROOM_NODE_DEAD_AFTER_S", default=6.0)
+# Shed new voice frames while the event loop runs this late (overload); 0 turns it off.
+VOICEROOM_SHED_AFTER_LAG_MS = env.int("VOICEROOM_SHED_AFTER_LAG_MS", default=150)
 
 LOGGING = {
     "version": 1,

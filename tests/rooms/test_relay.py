@@ -134,7 +134,7 @@ async def test_the_lag_watch_notices_a_blocked_loop():
     import time
 
     relay = Relay()
-    relay.watch_lag()
+    relay.watch_lag(0.1)
     await asyncio.sleep(0.06)
     time.sleep(0.3)  # noqa: ASYNC251 - the loop is blocked, as under a load it cannot carry
     await asyncio.sleep(0.01)
