@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import User
+from accounts.models import User, WechatIdentity
 
 
 @admin.register(User)
@@ -45,3 +45,13 @@ class UserAdmin(DjangoUserAdmin):
             },
         ),
     )
+
+
+@admin.register(WechatIdentity)
+class WechatIdentityAdmin(admin.ModelAdmin):
+    """Which account a WeChat mini-program user (openid) signs in as."""
+
+    list_display = ("openid", "user", "unionid", "created_at")
+    search_fields = ("openid", "unionid", "user__username")
+    raw_id_fields = ("user",)
+    readonly_fields = ("created_at",)

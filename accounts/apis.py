@@ -1,4 +1,4 @@
-"""REST endpoints for accounts: /api/auth/register, login, logout, me.
+"""REST endpoints for accounts: /api/auth/register, login, wechat, logout, me.
 
 Thin views: validate the body, call accounts.services, render with UserSerializer.
 """
@@ -110,6 +110,52 @@ class LoginApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user, token = services.user_login(**serializer.validated_data)
+        return Response(_auth_payload(user, token))
+
+
+class WechatLoginApi(APIView):
+    parser_classes = PARSER_CLASSES
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+    class InputSerializer(serializers.Serializer):
+        code = serializers.CharField(
+            max_length=128, help_text="The code from the mini-program's `wx.login()`."
+        )
+
+        class Meta:
+            ref_name = "WechatLogin"
+
+    @extend_schema(
+        operation_id="auth_wechat",
+        summary="Sign in from a WeChat mini-program",
+        description=(
+            "Exchanges the code of `wx.login()` with WeChat (`jscode2session`). The first "
+            "sign-in of a WeChat user creates their account; later ones find it again. "
+            "Answers like login."
+        ),
+        request=InputSerializer,
+        responses={
+            200: AuthOutputSerializer,
+            400: _error(
+                "`wechat_code_invalid` (WeChat refused the code: expired or already used), "
+                "`invalid` (no code) or `malformed_request`."
+            ),
+            403: _error("`account_disabled`."),
+            429: _error("`throttled`: too many attempts; see the Retry-After header."),
+            503: _error(
+                "`wechat_unavailable` (WeChat busy or unreachable; try again) or "
+                "`wechat_not_configured` (this server has no WeChat app id and secret)."
+            ),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user, token = services.user_wechat_login(**serializer.validated_data)
         return Response(_auth_payload(user, token))
 
 

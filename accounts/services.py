@@ -1,10 +1,12 @@
-"""Writes for accounts: registering, signing in and out.
+"""Writes for accounts: registering, signing in (password or WeChat) and out.
 
 A user has one API token (DRF authtoken); signing out deletes it, so every client that
 held it must sign in again.
 """
 
 from __future__ import annotations
+
+import secrets
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
@@ -13,8 +15,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from accounts.models import User
-from voiceroom.errors import ApplicationError
+from accounts import wechat
+from accounts.models import User, WechatIdentity
+from voiceroom.errors import ApplicationError, Forbidden
 
 
 def _username_taken() -> ApplicationError:
@@ -57,3 +60,44 @@ def user_login(*, username: str, password: str) -> tuple[User, Token]:
 def user_logout(*, user: User) -> None:
     """Delete the user's token: it stops working at once, on every client that held it."""
     Token.objects.filter(user=user).delete()
+
+
+def user_wechat_login(*, code: str) -> tuple[User, Token]:
+    """Sign in a mini-program user with the code of `wx.login()`.
+
+    WeChat tells the openid behind the code; the first sign-in of an openid creates an
+    account (a generated username, no usable password), later ones find it again.
+    """
+    found = wechat.code_to_session(code=code)
+    user = _wechat_user(openid=found.openid, unionid=found.unionid)
+    if not user.is_active:
+        raise Forbidden("This account is disabled.", code="account_disabled")
+    user.last_login = timezone.now()
+    user.save(update_fields=["last_login"])
+    token, _ = Token.objects.get_or_create(user=user)
+    return user, token
+
+
+def _wechat_user(*, openid: str, unionid: str) -> User:
+    identity = WechatIdentity.objects.select_related("user").filter(openid=openid).first()
+    if identity is not None:
+        if unionid and identity.unionid != unionid:
+            identity.unionid = unionid
+            identity.save(update_fields=["unionid"])
+        return identity.user
+    try:
+        with transaction.atomic():
+            user = User(username=_free_wechat_username())
+            user.set_unusable_password()
+            user.save()
+            WechatIdentity.objects.create(user=user, openid=openid, unionid=unionid)
+    except IntegrityError:  # a concurrent first sign-in of the same openid won the race
+        return WechatIdentity.objects.select_related("user").get(openid=openid).user
+    return user
+
+
+def _free_wechat_username() -> str:
+    while True:
+        name = f"wx_{secrets.token_hex(5)}"
+        if not User.objects.filter(username__iexact=name).exists():
+            return name

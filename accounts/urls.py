@@ -14,6 +14,7 @@ def _route(route: str, view, name: str) -> list:
 urlpatterns = [
     *_route("register", apis.RegisterApi, "auth-register"),
     *_route("login", apis.LoginApi, "auth-login"),
+    *_route("wechat", apis.WechatLoginApi, "auth-wechat"),
     *_route("logout", apis.LogoutApi, "auth-logout"),
     *_route("me", apis.MeApi, "auth-me"),
 ]

@@ -119,6 +119,14 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The JavaScript client and the demo page's code are served from clients/ as
+# /static/js/voiceroom.js and /static/demo/...; the finder leaves out what is not for
+# browsers (the SDK's tests and node_modules, the mini-program example).
+STATICFILES_DIRS = [BASE_DIR / "clients"]
+STATICFILES_FINDERS = [
+    "voiceroom.staticfiles.ClientsFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -185,6 +193,14 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# WeChat mini-program sign-in (POST /api/auth/wechat): unset app id or secret turns it off.
+VOICEROOM_WECHAT_APP_ID = env.str("VOICEROOM_WECHAT_APP_ID", default="")
+VOICEROOM_WECHAT_APP_SECRET = env.str("VOICEROOM_WECHAT_APP_SECRET", default="")
+VOICEROOM_WECHAT_API_BASE = env.str(
+    "VOICEROOM_WECHAT_API_BASE", default="https://api.weixin.qq.com"
+)
+VOICEROOM_WECHAT_TIMEOUT_S = env.float("VOICEROOM_WECHAT_TIMEOUT_S", default=5.0)
 
 # Realtime settings.
 VOICEROOM_RESUME_WINDOW_S = env.int("VOICEROOM_RESUME_WINDOW_S", default=20)
