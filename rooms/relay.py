@@ -290,6 +290,8 @@ _HELLO = 0xFFFFFFFF  # "this node has sockets in the room" (also the answer to a
 _BYE = 0xFFFFFFFE  # "this node no longer has sockets in the room"
 HELLO_EVERY_S = 5.0
 FORGET_AFTER_S = 15.0
+ASSUME_OTHERS_FOR_S = 2.0
+_ASSUMED = b"?"  # stands for "nodes not heard from yet" in VoiceBus.remote
 
 
 class VoiceBus:
@@ -373,6 +375,11 @@ class VoiceBus:
 
     def watch(self, room_id: int) -> None:
         self._watched.add(room_id)
+        # Until the other nodes have answered the hello, assume they are there: a member
+        # who speaks the moment it arrives must be heard everywhere.
+        self.remote.setdefault(room_id, {})[_ASSUMED] = (
+            time.monotonic() - FORGET_AFTER_S + ASSUME_OTHERS_FOR_S
+        )
         if self._pubsub is not None:
             asyncio.get_running_loop().create_task(self._subscribe_and_greet([room_id]))
 
@@ -398,11 +405,14 @@ class VoiceBus:
             logger.warning("voice bus subscription change failed", exc_info=True)
 
     async def _greeter(self) -> None:
+        last_hello = time.monotonic()
         while True:
-            await asyncio.sleep(HELLO_EVERY_S)
+            await asyncio.sleep(1.0)
             now = time.monotonic()
-            for room_id in list(self._watched):
-                self._send(room_id, _HELLO)
+            if now - last_hello >= HELLO_EVERY_S:
+                last_hello = now
+                for room_id in list(self._watched):
+                    self._send(room_id, _HELLO)
             for nodes in list(self.remote.values()):
                 for node, heard in list(nodes.items()):
                     if now - heard > FORGET_AFTER_S:

@@ -108,6 +108,11 @@ async def test_the_bus_publishes_nothing_for_a_room_only_this_node_has():
     bus = VoiceBus(relay, url="redis://unused", prefix="t", node_id="node-a")
     relay.bus = bus
     (a, _), (_b, _) = endpoint(relay, 1), endpoint(relay, 2)
+    # Right after the room arrives on this node, other nodes are assumed until they answer.
+    relay.voice_in(a, b"w")
+    assert len(bus._queue) == 1
+    bus._queue.clear()
+    bus.remote[1] = {}  # nobody answered: the assumption expired
     relay.voice_in(a, b"x")
     assert bus._queue == []
     bus.remote[1] = {b"node-b".ljust(16, b"-"): 0.0}
@@ -115,7 +120,7 @@ async def test_the_bus_publishes_nothing_for_a_room_only_this_node_has():
     assert len(bus._queue) == 1
     channel, message = bus._queue[0]
     assert channel == "t:v:1" and message[:16] == b"node-a".ljust(16, b"-")
-    assert message[20:] == HEADER.pack(1, 1, 2) + b"y"
+    assert message[20:] == HEADER.pack(1, 1, 3) + b"y"
 
 
 async def test_an_overloaded_node_sheds_new_frames_instead_of_queueing_them():
