@@ -113,6 +113,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         # clients get "fields" as they do for serializer errors.
         detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         exc = exceptions.ValidationError(detail=detail)
+    elif _is_redis_unavailable(exc):
+        logger.error("Redis error answered with 503", exc_info=exc)
+        return Response(
+            {"code": "redis_unavailable", "detail": "Live state is unavailable; try again."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
     elif _is_database_unavailable(exc):
         logger.error("database error answered with 503", exc_info=exc)
         return Response(
@@ -139,3 +145,10 @@ def _is_database_unavailable(exc: Exception) -> bool:
     from django.db import InterfaceError, OperationalError
 
     return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def _is_redis_unavailable(exc: Exception) -> bool:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
