@@ -20,9 +20,10 @@ def test_room_detail_answers_503_redis_unavailable_when_presence_fails(monkeypat
 
             return fail
 
-    monkeypatch.setattr(presence, "store", lambda: Down())
     client = APIClient()
     client.force_authenticate(owner)
-    response = client.get(f"/api/rooms/{room.pk}/")
+    with monkeypatch.context() as patch:
+        patch.setattr(presence, "store", lambda: Down())
+        response = client.get(f"/api/rooms/{room.pk}/")
     assert response.status_code == 503
     assert response.json()["code"] == "redis_unavailable"
