@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from voiceroom import health
@@ -10,6 +11,8 @@ urlpatterns = [
     path("api/rooms/", include("rooms.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The browser demo (templates/demo/, code in clients/demo/ served as static files).
+    path("demo/", TemplateView.as_view(template_name="demo/index.html"), name="demo"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),

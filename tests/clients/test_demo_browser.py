@@ -1,0 +1,181 @@
+"""The demo page end to end: two people in two headless Chromium contexts talk through a
+real daphne node. Chromium's fake microphone (a periodic beep) is the voice.
+
+A uses Opus (WebCodecs), B uses PCM16 (?codec=pcm): both codecs go both ways. What is
+checked is what a person notices: each page decodes the other's audio and shows them
+speaking, and when A mutes, B's level from A falls to silence. Screenshots of both pages
+land in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+import pytest
+
+from tests.clients.conftest import tool_missing
+from tests.live import ROOT
+
+pytestmark = [pytest.mark.browser, pytest.mark.processes]
+
+CHROMIUM = os.environ.get("VOICEROOM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+STATS = "window.voiceroomDemo"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        tool_missing(
+            f"Chromium is not installed at {CHROMIUM} (apt-get install chromium): "
+            "the demo page's browser test was not run"
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        tool_missing("playwright is not installed (pip install -r requirements-dev.txt)")
+    with sync_playwright() as playwright:
+        # Never a downloaded browser: the system's Chromium.
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Person:
+    def __init__(self, browser, base: str, name: str, query: str = "") -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 860})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.goto(f"{base}/demo/{query}")
+        self.name = name
+
+    def sign_up(self) -> None:
+        page = self.page
+        page.fill("#auth-username", f"{self.name.lower()}{secrets.token_hex(3)}")
+        page.fill("#auth-password", "a-Long-pass-123")
+        page.fill("#auth-display", self.name)
+        page.click("#btn-register")
+        page.wait_for_selector("#app:not([hidden])")
+
+    @property
+    def user_id(self) -> int:
+        return self.stat("s.client.you.user_id")
+
+    def stat(self, expression: str, arg=None):
+        """Evaluate `expression` in the page, with `s` the page's counters and `id` arg."""
+        return self.page.evaluate(f"id => {{ const s = {STATS}; return ({expression}); }}", arg)
+
+    def wait_for(self, expression: str, arg=None, timeout: float = 10_000) -> None:
+        self.page.wait_for_function(
+            f"id => {{ const s = {STATS}; return ({expression}); }}", arg=arg, timeout=timeout
+        )
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def test_two_browsers_hear_each_other_and_mute_silences(browser, client_node):
+    from playwright.sync_api import expect
+
+    room_name = f"Duet {secrets.token_hex(2)}"
+    alice = Person(browser, client_node.url, "Alice")  # Opus where WebCodecs has it
+    bob = Person(browser, client_node.url, "Bob", "?codec=pcm")
+    try:
+        alice.page.wait_for_selector("#auth:not([hidden])")
+        alice.shot("demo-sign-in.png")
+        alice.sign_up()
+        bob.sign_up()
+
+        # Alice creates a room with two seats and lands in it.
+        alice.page.fill("#room-name", room_name)
+        alice.page.fill("#room-seats", "2")
+        alice.page.click("#btn-create")
+        alice.page.wait_for_selector("#room:not([hidden])")
+        expect(alice.page.locator("#conn-state")).to_have_text("connected")
+
+        # Bob sees it in his room list with one person online, and joins.
+        row = bob.page.locator(".room-row", has_text=room_name)
+        expect(row.locator(".count")).to_have_text("1", timeout=10_000)
+        bob.shot("demo-room-list.png")
+        row.locator("button.join").click()
+        bob.page.wait_for_selector("#room:not([hidden])")
+        a_id, b_id = alice.user_id, bob.user_id
+        expect(alice.page.locator(f'.participant[data-user-id="{b_id}"]')).to_contain_text("Bob")
+
+        # Both take a seat: only seated people can talk in a room with seats.
+        alice.page.click('.seat[data-index="0"] .seat-main')
+        bob.page.click('.seat[data-index="1"] .seat-main')
+        for person in (alice, bob):
+            expect(person.page.locator('.seat[data-index="0"]')).to_contain_text("Alice")
+            expect(person.page.locator('.seat[data-index="1"]')).to_contain_text("Bob")
+
+        # Alice's voice reaches Bob's page, decoded and not silent; he sees her speaking.
+        bob.wait_for("(s.nonSilentFramesFrom[id] || 0) >= 10", a_id)
+        expect(bob.page.locator(f'.participant[data-user-id="{a_id}"]')).to_have_class(
+            re.compile(r"\bspeaking\b"), timeout=5_000
+        )
+        # And Bob's reaches Alice's, in the other codec.
+        alice.wait_for("(s.nonSilentFramesFrom[id] || 0) >= 10", b_id)
+        assert alice.stat("s.codec") == "opus"
+        assert bob.stat("s.codec") == "pcm"
+        assert alice.stat("s.decodeErrors") == 0 and bob.stat("s.decodeErrors") == 0
+
+        alice.page.fill("#chat-input", "can you hear me?")
+        alice.page.click("#btn-send")
+        expect(bob.page.locator("#chat-log")).to_contain_text("can you hear me?")
+        expect(alice.page.locator(".room-row", has_text=room_name).locator(".count")).to_have_text(
+            "2", timeout=10_000
+        )
+        alice.shot("demo-alice-talking.png")
+        bob.shot("demo-bob-hears-alice.png")
+
+        # Alice mutes herself: what Bob decodes from her falls to silence and stays there.
+        alice.page.click("#btn-mute")
+        expect(alice.page.locator("#btn-mute")).to_have_text("Unmute")
+        bob.wait_for("s.lastLevelFrom[id] === 0", a_id, timeout=5_000)
+        heard = bob.stat("s.nonSilentFramesFrom[id]", a_id)
+        bob.page.wait_for_timeout(1_500)
+        assert bob.stat("s.nonSilentFramesFrom[id]", a_id) == heard
+        assert bob.stat("s.lastLevelFrom[id]", a_id) == 0
+        a_row = bob.page.locator(f'.participant[data-user-id="{a_id}"]')
+        expect(a_row).not_to_have_class(re.compile(r"\bspeaking\b"))
+        expect(a_row).to_contain_text("mic off")
+        # Bob still talks to Alice.
+        still = alice.stat("s.nonSilentFramesFrom[id]", b_id)
+        alice.wait_for(f"s.nonSilentFramesFrom[id] > {still}", b_id, timeout=5_000)
+        alice.shot("demo-alice-muted.png")
+        bob.shot("demo-bob-alice-muted.png")
+
+        # A whisper reaches Bob only as a whisper; then Alice, the owner, mutes him with
+        # the moderation button, and his voice stops reaching her.
+        alice.page.select_option("#chat-to", str(b_id))
+        alice.page.fill("#chat-input", "just for you")
+        alice.page.click("#btn-send")
+        expect(bob.page.locator("#chat-log .whisper")).to_contain_text("just for you")
+        b_row = alice.page.locator(f'.participant[data-user-id="{b_id}"]')
+        b_row.get_by_role("button", name="Mute", exact=True).click()
+        expect(bob.page.locator("#seat-hint")).to_have_text("A moderator muted you.")
+        expect(b_row).to_contain_text("muted by mod")
+        alice.wait_for("s.lastLevelFrom[id] === 0", b_id, timeout=5_000)
+
+        assert alice.errors == [] and bob.errors == []
+    finally:
+        alice.context.close()
+        bob.context.close()
