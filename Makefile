@@ -4,7 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint format venv clean
+# The JavaScript SDK's test dependency (ws), for tests/clients/test_sdk_node.py. Without
+# npm (or the registry) that test says why it skipped; nothing else needs Node.
+JS_DEPS := clients/js/node_modules/.package-lock.json
+
+.PHONY: run test lint format venv clean js-deps
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@scripts/system-deps
@@ -19,7 +23,19 @@ venv: $(STAMP)
 run: $(STAMP)
 	@scripts/run-dev
 
-test: $(STAMP)
+$(JS_DEPS): clients/js/package.json clients/js/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  (cd clients/js && npm ci --no-audit --no-fund --loglevel=error) \
+	    || echo "npm ci failed in clients/js: the SDK's node tests will say so"; \
+	else \
+	  echo "npm not found: the SDK's node tests will be skipped (apt-get install nodejs npm)"; \
+	fi
+
+js-deps: $(JS_DEPS)
+
+test: $(STAMP) js-deps
+	@command -v chromium >/dev/null 2>&1 \
+	  || echo "Chromium not found: the demo page's browser test will be skipped (apt-get install chromium)"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -29,4 +45,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache clients/js/node_modules test-artifacts
