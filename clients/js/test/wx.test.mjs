@@ -4,48 +4,10 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 
-import WebSocket from 'ws';
-
 import { VoiceRoomClient, WxSocketTransport, wxRequestFetch } from '../voiceroom.js';
-import { BASE, PASSWORD, closeAll, collectVoice, live, newUser, uniqueName, until } from '../testlib/helpers.mjs';
+import { BASE, PASSWORD, closeAll, collectVoice, live, newUser, standInWx, uniqueName, until } from '../testlib/helpers.mjs';
 
 after(closeAll);
-
-/** Just enough of the mini-program `wx` API, recording what the SDK asked of it. */
-function standInWx() {
-  const wx = {
-    sockets: [],
-    requests: [],
-    request(options) {
-      wx.requests.push(options);
-      fetch(options.url, { method: options.method, headers: options.header, body: options.data })
-        .then(async (res) => options.success({ statusCode: res.status, data: await res.text(), header: {} }))
-        .catch((err) => options.fail({ errMsg: `request:fail ${err.message}` }));
-    },
-    connectSocket(options) {
-      const ws = new WebSocket(options.url, { headers: options.header });
-      ws.binaryType = 'arraybuffer';
-      const task = {
-        options,
-        ws,
-        onOpen: (fn) => ws.on('open', () => fn({ header: {} })),
-        // wx hands text frames as strings and binary frames as ArrayBuffers.
-        onMessage: (fn) => ws.on('message', (data, isBinary) => fn({ data: isBinary ? data : data.toString() })),
-        onClose: (fn) => ws.on('close', (code, reason) => fn({ code, reason: reason.toString() })),
-        onError: (fn) => ws.on('error', (err) => fn({ errMsg: err.message })),
-        send: ({ data, success }) => {
-          assert.ok(typeof data === 'string' || data instanceof ArrayBuffer, 'wx sends strings or ArrayBuffers');
-          ws.send(data);
-          if (success) success();
-        },
-        close: ({ code, reason }) => ws.close(code, reason),
-      };
-      wx.sockets.push(task);
-      return task;
-    },
-  };
-  return wx;
-}
 
 test('a mini-program client over wx: sign-in, join, voice both ways, resume, fallback', live, async () => {
   const wx = standInWx();
