@@ -461,7 +461,7 @@ export class WxSocketTransport {
       // wx sends an ArrayBuffer as a binary frame; a typed array must be cut to its bytes.
       let payload = data;
       if (ArrayBuffer.isView(data)) {
-        payload = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+        payload = /** @type {ArrayBuffer} */ (data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
       }
       task.send({ data: payload });
     };
@@ -711,7 +711,8 @@ export class VoiceRoomClient {
       response = await this._fetch(this.baseUrl + path, init);
       text = await response.text();
     } catch (err) {
-      throw new VoiceRoomError('network', `${method} ${path}: ${(err && err.message) || err}`);
+      const reason = /** @type {any} */ (err);
+      throw new VoiceRoomError('network', `${method} ${path}: ${(reason && reason.message) || reason}`);
     } finally {
       if (timer) clearTimeout(timer);
     }
