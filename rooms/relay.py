@@ -515,7 +515,9 @@ def _drain_on_daphne_shutdown() -> None:
 
     def before_shutdown():
         logger.info(
-            "shutting down: closing %d sockets with 1012", sum(map(len, relay.rooms.values()))
+            "shutting down: closing %d sockets with %d",
+            sum(map(len, relay.rooms.values())),
+            CLOSE_DRAINING,
         )
         return defer.Deferred.fromFuture(asyncio.ensure_future(relay.drain(CLOSE_DRAINING)))
 
