@@ -7,6 +7,9 @@ message goes through the channel layer to a group named from ids only:
   room.{room_id}              every socket in the room, on every node
   member.{room_id}.{user_id}  the sockets of one member in one room, wherever they are
 
+Seat-request events go to the room's moderators only (`to_moderators`: the member group
+of each owner and admin in the room) and to the member the request is about.
+
 A message's `type` is the client-facing event type (`participant.joined`), which
 Channels dispatches to the consumer method of the same name with dots as underscores
 (`participant_joined`). Types under `member.` are commands to a socket, not events.
@@ -51,6 +54,17 @@ def _after_commit(group: str, message: dict[str, Any]) -> None:
     transaction.on_commit(lambda: _send_now(group, message))
 
 
+async def _agroups_send(groups: list[str], message: dict[str, Any]) -> None:
+    for group in groups:
+        await agroup_send(group, message)
+
+
+def _after_commit_many(groups: list[str], message: dict[str, Any]) -> None:
+    """One thread hop after commit for several groups, not one per group."""
+    if groups:
+        transaction.on_commit(lambda: async_to_sync(_agroups_send)(groups, message))
+
+
 # Events to every socket of a room.
 
 
@@ -78,6 +92,49 @@ def room_updated(room_id: int, room: dict) -> None:
 
 def room_closed(room_id: int) -> None:
     _after_commit(room_group(room_id), {"type": "room.closed"})
+
+
+# Events to the moderators of a room (and to the member concerned).
+
+
+def to_moderators(room_id: int, message: dict[str, Any], *, also: int | None = None) -> None:
+    """Send to the member group of every moderator (owner, admin) now in the room.
+
+    The moderators are looked up now, inside the caller's transaction; the message goes
+    out after it commits. `also` adds one more member (the requester of a seat).
+    """
+    from rooms import selectors  # selectors never broadcast; this avoids an import cycle
+
+    user_ids = set(selectors.moderator_user_ids(room_id=room_id))
+    if also is not None:
+        user_ids.add(also)
+    _after_commit_many([member_group(room_id, uid) for uid in sorted(user_ids)], message)
+
+
+def seat_requested(room_id: int, user_id: int, request: dict) -> None:
+    to_moderators(room_id, {"type": "seat.requested", "request": request}, also=user_id)
+
+
+def seat_request_resolved(
+    room_id: int, user_id: int, *, accepted: bool, index: int | None = None
+) -> None:
+    message: dict[str, Any] = {
+        "type": "seat.request.resolved",
+        "user_id": user_id,
+        "accepted": accepted,
+    }
+    if accepted:
+        message["index"] = index
+    to_moderators(room_id, message, also=user_id)
+
+
+def seat_request_cancelled(room_id: int, user_id: int, reason: str) -> None:
+    """The request is gone without a decision: withdrawn, or its member left or sat down."""
+    to_moderators(
+        room_id,
+        {"type": "seat.request.cancelled", "user_id": user_id, "reason": reason},
+        also=user_id,
+    )
 
 
 async def achat(room_id: int, sender_id: int, text: str) -> None:

@@ -114,6 +114,32 @@ class Seat(models.Model):
         return f"seat {self.index} of room {self.room_id}"
 
 
+class SeatRequest(models.Model):
+    """A listener's pending request for a mic seat, until a moderator accepts or refuses it.
+
+    Only pending requests are stored: resolving or cancelling one deletes the row (the
+    audit log keeps what moderators decided). So "one pending request per member" is a
+    plain unique constraint, which MySQL and MariaDB enforce (they ignore conditional ones).
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="seat_requests")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="seat_requests"
+    )
+    # The seat asked for; null means any free one.
+    index = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user"], name="seat_request_room_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"seat request of {self.user_id} in {self.room_id}"
+
+
 class ModerationAction(models.Model):
     """The audit log: who did what to whom, when. Written by the services, read-only in admin."""
 
@@ -125,6 +151,7 @@ class ModerationAction(models.Model):
         MUTE = "mute"
         UNMUTE = "unmute"
         MUTE_ALL = "mute_all"
+        UNMUTE_ALL = "unmute_all"
         KICK = "kick"
         BAN = "ban"
         UNBAN = "unban"
@@ -134,6 +161,8 @@ class ModerationAction(models.Model):
         SEAT_MUTE = "seat.mute"
         SEAT_UNMUTE = "seat.unmute"
         SEAT_REMOVE = "seat.remove"
+        SEAT_REQUEST_ACCEPT = "seat.request.accept"
+        SEAT_REQUEST_REFUSE = "seat.request.refuse"
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="audit")
     actor = models.ForeignKey(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.db.models import QuerySet
 
 from accounts.models import User
 from rooms import presence
-from rooms.models import Membership, Room, Seat
+from rooms.models import Membership, Room, Seat, SeatRequest
 from rooms.presence import Session
 from rooms.serializers import seat_dict
 from voiceroom.errors import Forbidden, NotFound
@@ -123,3 +125,49 @@ def seat_get(*, room: Room, index: int) -> dict:
         Membership.objects.filter(room=room, seat=index).values_list("user_id", flat=True).first()
     )
     return seat_dict(seat, holder)
+
+
+# --- moderators and seat requests -------------------------------------------------------
+
+MODERATOR_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
+
+
+def moderator_user_ids(*, room_id: int) -> list[int]:
+    """The owner and admins who are in the room now (active members)."""
+    return list(
+        Membership.objects.filter(
+            room_id=room_id, active=True, role__in=MODERATOR_ROLES
+        ).values_list("user_id", flat=True)
+    )
+
+
+def is_moderator(*, room: Room, user: User) -> bool:
+    """Owner (in the room or not), an active admin, or staff: who may moderate the room."""
+    if user.is_staff or room.owner_id == user.pk:
+        return True
+    return Membership.objects.filter(
+        room=room, user=user, active=True, role__in=MODERATOR_ROLES
+    ).exists()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def seat_request_dict(request: SeatRequest) -> dict:
+    return {"user_id": request.user_id, "index": request.index, "ts": _iso(request.created_at)}
+
+
+def seat_request_list(*, room_id: int, user_id: int | None = None) -> list[dict]:
+    """Pending seat requests, oldest first; only `user_id`'s when given."""
+    qs = SeatRequest.objects.filter(room_id=room_id).order_by("created_at", "id")
+    if user_id is not None:
+        qs = qs.filter(user_id=user_id)
+    return [seat_request_dict(r) for r in qs]
+
+
+def seat_request_list_visible(*, room: Room, viewer: User) -> list[dict]:
+    """The queue, for a moderator of the room (owner, admin, staff) only."""
+    if not is_moderator(room=room, user=viewer):
+        raise Forbidden("Only the room's owner, its admins or staff may see seat requests.")
+    return seat_request_list(room_id=room.pk)

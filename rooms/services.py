@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from accounts.models import User
 from rooms import events, presence, selectors
@@ -27,8 +28,9 @@ from rooms.models import (
     ModerationAction,
     Room,
     Seat,
+    SeatRequest,
 )
-from rooms.serializers import RoomSerializer
+from rooms.serializers import RoomSerializer, seat_dict
 from voiceroom.errors import ApplicationError, Conflict, Forbidden, NotFound
 
 Role = Membership.Role
@@ -151,6 +153,15 @@ def _end_presence(membership: Membership, *, reason: str, close_code: int | None
         events.participant_left(room.pk, membership.user_id, reason)
     if freed is not None:
         _seat_changed(room, freed)
+    _seat_request_drop(room, membership.user_id, reason=reason)
+
+
+def _seat_request_drop(room: Room, user_id: int, *, reason: str) -> bool:
+    """Cancel the member's pending seat request, if any, and tell the moderators why."""
+    deleted, _ = SeatRequest.objects.filter(room=room, user_id=user_id).delete()
+    if deleted:
+        events.seat_request_cancelled(room.pk, user_id, reason)
+    return bool(deleted)
 
 
 # --- rooms ---------------------------------------------------------------------------
@@ -192,7 +203,13 @@ def room_update(
     seat_count: int | None = None,
     password: object = _UNSET,
 ) -> Room:
-    """Change a room's fields. Shrinking `seat_count` frees the seats that disappear."""
+    """Change a room's fields; the room's sockets get `room.updated`.
+
+    Changing `seat_count` keeps every member whose seat still exists on it; members on
+    seats that disappear are unseated, and each seat so freed gets a `seat.updated`
+    (user_id null), as does each new seat. Removed seats forget their lock and mute, so
+    they come back empty and open if the count grows again.
+    """
     _require_moderator(room=room, actor=actor)
     room = _lock_room(room.pk)
     changed: dict[str, object] = {}
@@ -214,22 +231,41 @@ def room_update(
         changed["password"] = "set" if password else "removed"
     room.full_clean(exclude=["password_hash"])
     room.save()
-    if seat_count is not None and seat_count != old_seats:
-        _ensure_seats(room)
-        unseated = list(
-            Membership.objects.select_for_update()
-            .select_related("user")
-            .filter(room=room, seat__gte=seat_count)
-        )
-        for membership in unseated:
-            membership.seat = None
-            membership.save(update_fields=["seat", "updated_at"])
-            _participant_changed(membership)
-        # Seats that remain are unchanged; the room.updated below carries the new count.
     if changed:
         _audit(room=room, actor=actor, action=Action.ROOM_UPDATE, detail=changed)
+        # First, so that clients know the new seat count before the seat events.
         events.room_updated(room.pk, _room_payload(room))
+    if seat_count is not None and seat_count != old_seats:
+        _seats_resized(room, old_seats)
     return room
+
+
+def _seats_resized(room: Room, old_count: int) -> None:
+    new_count = room.seat_count
+    _ensure_seats(room)
+    if new_count > old_count:
+        for index in range(old_count, new_count):
+            _seat_changed(room, index)
+        return
+    unseated = list(
+        Membership.objects.select_for_update()
+        .select_related("user")
+        .filter(room=room, seat__gte=new_count)
+        .order_by("seat")
+    )
+    freed = [m.seat for m in unseated]
+    for membership in unseated:
+        membership.seat = None
+        membership.save(update_fields=["seat", "updated_at"])
+    Seat.objects.filter(room=room, index__gte=new_count).update(locked=False, muted=False)
+    for index in freed:
+        seat = Seat.objects.get(room=room, index=index)
+        events.seat_updated(room.pk, seat_dict(seat, None))
+    for membership in unseated:
+        _participant_changed(membership)
+    if new_count == 0:
+        for user_id in SeatRequest.objects.filter(room=room).values_list("user_id", flat=True):
+            _seat_request_drop(room, user_id, reason="no_seats")
 
 
 @transaction.atomic
@@ -244,6 +280,8 @@ def room_close(*, room: Room, actor: User | None) -> Room:
     room.save(update_fields=["status", "updated_at"])
     Membership.objects.filter(room=room).exclude(seat=None).update(seat=None)
     Membership.objects.filter(room=room, active=True).update(active=False)
+    # Every socket is about to close; the requests go without an event each.
+    SeatRequest.objects.filter(room=room).delete()
     for session in presence.store().sessions(room.pk):
         presence.store().remove(room.pk, session.user_id)
     _audit(room=room, actor=actor, action=Action.ROOM_CLOSE)
@@ -382,6 +420,43 @@ def member_mute(*, room: Room, actor: User | None, user_id: int, muted: bool) ->
 
 
 @transaction.atomic
+def room_mute_all(*, room: Room, actor: User | None, muted: bool) -> list[Membership]:
+    """Mute (or unmute) every member in the room but its moderators, in one act.
+
+    Applies to the active plain members now (not the owner, not admins, not the actor);
+    one audit row lists whose state changed; each of them who is in the room gets a
+    `participant.updated`. Returns the members it applies to, in their new state.
+    """
+    room = _lock_room(room.pk)
+    if actor is not None:
+        _require_moderator(room=room, actor=actor)
+    members = Membership.objects.select_for_update().select_related("user")
+    targets = list(members.filter(room=room, active=True, role=Role.MEMBER))
+    if actor is not None:
+        targets = [m for m in targets if m.user_id != actor.pk]
+    changed = [m for m in targets if m.muted != muted]
+    if changed:
+        Membership.objects.filter(pk__in=[m.pk for m in changed]).update(
+            muted=muted, updated_at=timezone.now()
+        )
+        for membership in changed:
+            membership.muted = muted
+    _audit(
+        room=room,
+        actor=actor,
+        action=Action.MUTE_ALL if muted else Action.UNMUTE_ALL,
+        detail={"user_ids": [m.user_id for m in changed]},
+    )
+    if changed:
+        sessions = {s.user_id: s for s in presence.store().sessions(room.pk)}  # one lookup
+        for membership in changed:
+            session = sessions.get(membership.user_id)
+            if session is not None:
+                events.participant_updated(room.pk, selectors.participant_dict(membership, session))
+    return targets
+
+
+@transaction.atomic
 def member_kick(*, room: Room, actor: User | None, user_id: int) -> None:
     """Out of the room now (socket closed 4010); may join again."""
     room = _lock_room(room.pk)
@@ -506,6 +581,10 @@ def participant_connect(
         "you": participant,
         "participants": selectors.participant_list(room_id=room.pk),
         "seats": selectors.seat_list(room=room),
+        # Moderators get the queue of pending seat requests; others their own, if any.
+        "seat_requests": selectors.seat_request_list(
+            room_id=room.pk, user_id=None if membership.is_moderator else user_id
+        ),
         "session": {
             "resume_token": attached.session.resume_token,
             "resume_window_s": int(settings.VOICEROOM_RESUME_WINDOW_S),
@@ -581,49 +660,62 @@ def _seat_row(room: Room, index: int) -> Seat:
     return Seat.objects.select_for_update().get(room=room, index=index)
 
 
-def seat_take(*, room: Room, user: User, index: int | None = None) -> int:
-    """Sit on the given seat, or the first free unlocked one. Exactly one of two racers wins."""
+def _seat_assign(room: Room, membership: Membership, index: int | None) -> int:
+    """seat_take's rules, on a locked room and member: the given seat, or the first free one.
+
+    The room row is locked by the caller, so two members racing for one seat are served
+    one after the other; the (room, seat) unique constraint is the last line of defence.
+    """
+    if not membership.active:
+        raise Forbidden("You are not in this room.", code="not_a_member")
+    if room.seat_count == 0:
+        raise ApplicationError("This room has no seats.", code="invalid_seat")
+    taken = set(
+        Membership.objects.filter(room=room, seat__isnull=False).values_list("seat", flat=True)
+    )
+    locked = set(Seat.objects.filter(room=room, locked=True).values_list("index", flat=True))
+    if index is None:
+        if membership.seat is not None:
+            return membership.seat
+        free = [i for i in range(room.seat_count) if i not in taken and i not in locked]
+        if not free:
+            raise Conflict("No free seat.", code="no_free_seat")
+        index = free[0]
+    else:
+        _seat_row(room, index)
+        if membership.seat == index:
+            return index
+        if index in locked:
+            raise Conflict("That seat is locked.", code="seat_locked")
+        if index in taken:
+            raise Conflict("That seat is taken.", code="seat_taken")
+    old = membership.seat
+    membership.seat = index
     try:
         with transaction.atomic():
-            room = _lock_room(room.pk)
-            membership = _lock_member(room, user.pk)
-            if not membership.active:
-                raise Forbidden("You are not in this room.", code="not_a_member")
-            if room.seat_count == 0:
-                raise ApplicationError("This room has no seats.", code="invalid_seat")
-            taken = set(
-                Membership.objects.filter(room=room, seat__isnull=False).values_list(
-                    "seat", flat=True
-                )
-            )
-            locked = set(
-                Seat.objects.filter(room=room, locked=True).values_list("index", flat=True)
-            )
-            if index is None:
-                free = [i for i in range(room.seat_count) if i not in taken and i not in locked]
-                if membership.seat is not None:
-                    return membership.seat
-                if not free:
-                    raise Conflict("No free seat.", code="no_free_seat")
-                index = free[0]
-            else:
-                _seat_row(room, index)
-                if membership.seat == index:
-                    return index
-                if index in locked:
-                    raise Conflict("That seat is locked.", code="seat_locked")
-                if index in taken:
-                    raise Conflict("That seat is taken.", code="seat_taken")
-            old = membership.seat
-            membership.seat = index
             membership.save(update_fields=["seat", "updated_at"])
-            if old is not None:
-                _seat_changed(room, old)
-            _seat_changed(room, index)
-            _participant_changed(membership)
-            return index
     except IntegrityError:
+        membership.seat = old
         raise Conflict("That seat is taken.", code="seat_taken") from None
+    if old is not None:
+        _seat_changed(room, old)
+    _seat_changed(room, index)
+    _participant_changed(membership)
+    return index
+
+
+@transaction.atomic
+def seat_take(*, room: Room, user: User, index: int | None = None) -> int:
+    """Sit on the given seat, or the first free unlocked one. Exactly one of two racers wins.
+
+    Refusals: `invalid_seat` (no such seat), `seat_locked`, `seat_taken`, `no_free_seat`,
+    `not_a_member`. A pending seat request of the member is cancelled (reason `seated`).
+    """
+    room = _lock_room(room.pk)
+    membership = _lock_member(room, user.pk)
+    seat = _seat_assign(room, membership, index)
+    _seat_request_drop(room, membership.user_id, reason="seated")
+    return seat
 
 
 @transaction.atomic
@@ -705,6 +797,102 @@ def seat_remove(*, room: Room, actor: User | None, user_id: int) -> None:
     )
     _seat_changed(room, old)
     _participant_changed(target)
+
+
+# --- seat requests ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def seat_request_create(*, room: Room, user: User, index: int | None = None) -> SeatRequest:
+    """A member asks for a seat (a given one, or any); the moderators get `seat.requested`.
+
+    Refusals: `not_a_member`, `invalid_seat` (no seats, or no such seat), `seat_locked`,
+    `already_seated`, `seat_request_pending` (one pending request per member).
+    """
+    room = _lock_room(room.pk)
+    membership = Membership.objects.select_for_update().filter(room=room, user_id=user.pk).first()
+    if membership is None or not membership.active:
+        raise Forbidden("You are not in this room.", code="not_a_member")
+    if room.seat_count == 0:
+        raise ApplicationError("This room has no seats.", code="invalid_seat")
+    if index is not None and _seat_row(room, index).locked:
+        raise Conflict("That seat is locked.", code="seat_locked")
+    if membership.seat is not None:
+        raise Conflict("You are already on a seat.", code="already_seated")
+    if SeatRequest.objects.filter(room=room, user_id=user.pk).exists():
+        raise Conflict("You already asked for a seat.", code="seat_request_pending")
+    try:
+        with transaction.atomic():
+            request = SeatRequest.objects.create(room=room, user_id=user.pk, index=index)
+    except IntegrityError:  # the room lock makes this unreachable; the constraint backs it
+        raise Conflict("You already asked for a seat.", code="seat_request_pending") from None
+    events.seat_requested(room.pk, user.pk, selectors.seat_request_dict(request))
+    return request
+
+
+@transaction.atomic
+def seat_request_cancel(*, room: Room, user: User) -> None:
+    """The member withdraws their request (`seat.request.cancelled`, reason `cancelled`)."""
+    room = _lock_room(room.pk)
+    if not _seat_request_drop(room, user.pk, reason="cancelled"):
+        raise NotFound("You have no pending seat request.", code="no_seat_request")
+
+
+@transaction.atomic
+def seat_request_accept(
+    *, room: Room, actor: User | None, user_id: int, index: int | None = None
+) -> Membership:
+    """A moderator seats the requester, with seat_take's rules.
+
+    The seat is `index`, else the one asked for, else the first free one. If the seat
+    cannot be had (`seat_taken`, `seat_locked`, `no_free_seat`) the request stays pending.
+    """
+    room = _lock_room(room.pk)
+    if actor is not None:
+        _require_moderator(room=room, actor=actor)
+    request = SeatRequest.objects.select_for_update().filter(room=room, user_id=user_id).first()
+    if request is None:
+        raise NotFound("No pending seat request from that member.", code="no_seat_request")
+    target = _lock_member(room, user_id)
+    if index is None and request.index is not None and request.index < room.seat_count:
+        index = request.index
+    request.delete()
+    seat = _seat_assign(room, target, index)
+    _audit(
+        room=room,
+        actor=actor,
+        target=target.user,
+        action=Action.SEAT_REQUEST_ACCEPT,
+        detail={"index": seat},
+    )
+    events.seat_request_resolved(room.pk, user_id, accepted=True, index=seat)
+    return target
+
+
+@transaction.atomic
+def seat_request_refuse(*, room: Room, actor: User | None, user_id: int) -> None:
+    """A moderator turns the request down; requester and moderators get it resolved, false."""
+    room = _lock_room(room.pk)
+    if actor is not None:
+        _require_moderator(room=room, actor=actor)
+    request = (
+        SeatRequest.objects.select_for_update()
+        .select_related("user")
+        .filter(room=room, user_id=user_id)
+        .first()
+    )
+    if request is None:
+        raise NotFound("No pending seat request from that member.", code="no_seat_request")
+    target = request.user
+    request.delete()
+    _audit(
+        room=room,
+        actor=actor,
+        target=target,
+        action=Action.SEAT_REQUEST_REFUSE,
+        detail={"index": request.index},
+    )
+    events.seat_request_resolved(room.pk, user_id, accepted=False)
 
 
 def participants_detached(*, sessions: list[presence.Session]) -> None:
