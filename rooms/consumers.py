@@ -247,13 +247,34 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 index=data["index"],
                 muted=data["muted"],
             )
+        elif kind == "seat.request":
+            await _db(services.seat_request_create)(
+                room=await self._room(), user=await self._user(), index=data["index"]
+            )
+        elif kind == "seat.request.cancel":
+            await _db(services.seat_request_cancel)(
+                room=await self._room(), user=await self._user()
+            )
+        elif kind == "seat.request.accept":
+            await _db(services.seat_request_accept)(
+                room=await self._room(),
+                actor=await self._user(),
+                user_id=data["user_id"],
+                index=data["index"],
+            )
+        elif kind == "seat.request.refuse":
+            await _db(services.seat_request_refuse)(
+                room=await self._room(), actor=await self._user(), user_id=data["user_id"]
+            )
         elif kind == "moderate":
             await self._moderate(data)
 
     async def _moderate(self, data: dict) -> None:
-        room, actor, target = await self._room(), await self._user(), data["user_id"]
+        room, actor, target = await self._room(), await self._user(), data.get("user_id")
         action = data["action"]
-        if action in ("mute", "unmute"):
+        if action in ("mute_all", "unmute_all"):
+            await _db(services.room_mute_all)(room=room, actor=actor, muted=action == "mute_all")
+        elif action in ("mute", "unmute"):
             await _db(services.member_mute)(
                 room=room, actor=actor, user_id=target, muted=action == "mute"
             )
@@ -340,6 +361,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self._close(services.CLOSE_ROOM_CLOSED)
 
     async def chat(self, event):
+        await self._forward(event)
+
+    # Seat requests: rooms/events.py sends these to moderators' and the requester's sockets.
+
+    async def seat_requested(self, event):
+        await self._forward(event)
+
+    async def seat_request_resolved(self, event):
+        await self._forward(event)
+
+    async def seat_request_cancelled(self, event):
         await self._forward(event)
 
     async def whisper(self, event):

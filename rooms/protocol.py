@@ -103,7 +103,9 @@ def _text(data: dict) -> str:
     return text
 
 
-MODERATE_ACTIONS = ("mute", "unmute", "kick", "ban", "seat.remove")
+MODERATE_ACTIONS = ("mute", "unmute", "kick", "ban", "seat.remove", "mute_all", "unmute_all")
+# Actions on the whole room: no `user_id`.
+ROOM_ACTIONS = ("mute_all", "unmute_all")
 
 
 def parse_text_frame(raw: str) -> ClientMessage:
@@ -142,9 +144,23 @@ def parse_text_frame(raw: str) -> ClientMessage:
             raise FrameError(
                 "invalid_message", f"'action' must be one of {', '.join(MODERATE_ACTIONS)}."
             )
-        clean = {"action": action, "user_id": _int(data, "user_id")}
+        if action in ROOM_ACTIONS:
+            clean = {"action": action}
+        else:
+            clean = {"action": action, "user_id": _int(data, "user_id")}
         if isinstance(data.get("reason"), str):
             clean["reason"] = data["reason"][:200]
+    elif kind == "seat.request":
+        clean = {"index": _int(data, "index", required=False, nullable=True)}
+    elif kind == "seat.request.cancel":
+        clean = {}
+    elif kind == "seat.request.accept":
+        clean = {
+            "user_id": _int(data, "user_id"),
+            "index": _int(data, "index", required=False, nullable=True),
+        }
+    elif kind == "seat.request.refuse":
+        clean = {"user_id": _int(data, "user_id")}
     elif kind == "seat.lock":
         clean = {"index": _int(data, "index"), "locked": _bool(data, "locked")}
     elif kind == "seat.mute":
