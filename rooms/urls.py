@@ -17,6 +17,7 @@ def _route(route: str, view, name: str) -> list:
 
 ROOM = "<str:room_id>"  # parsed by the views, so a non-numeric id is a JSON 404
 MEMBER = f"{ROOM}/members/<str:user_id>"
+REQUEST = f"{ROOM}/seat-requests/<str:user_id>"
 
 urlpatterns = [
     path("", apis.RoomListCreateApi.as_view(), name="room-list"),
@@ -32,4 +33,8 @@ urlpatterns = [
     *_route(f"{MEMBER}/ban", apis.MemberBanApi, "member-ban"),
     *_route(f"{MEMBER}/unban", apis.MemberUnbanApi, "member-unban"),
     *_route(f"{MEMBER}/role", apis.MemberRoleApi, "member-role"),
+    *_route(f"{ROOM}/mute-all", apis.RoomMuteAllApi, "room-mute-all"),
+    *_route(f"{ROOM}/seat-requests", apis.SeatRequestListApi, "room-seat-requests"),
+    *_route(f"{REQUEST}/accept", apis.SeatRequestAcceptApi, "seat-request-accept"),
+    *_route(f"{REQUEST}/refuse", apis.SeatRequestRefuseApi, "seat-request-refuse"),
 ]
