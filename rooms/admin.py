@@ -13,9 +13,13 @@ from collections.abc import Callable
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.urls import path, reverse
 
 from rooms import selectors, services
 from rooms.models import Membership, ModerationAction, Room
@@ -116,7 +120,7 @@ class RoomAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = ("status", "is_private", "created_at", "updated_at")
     inlines = [MembershipInline]
-    actions = ["open_rooms", "close_rooms"]
+    actions = ["open_rooms", "close_rooms", "mute_all_rooms", "unmute_all_rooms"]
     autocomplete_fields = ("owner",)
 
     def get_fieldsets(self, request, obj=None):
@@ -216,6 +220,172 @@ class RoomAdmin(admin.ModelAdmin):
                 done += 1
         if done:
             self.message_user(request, f"{verb} {done} room(s).", messages.SUCCESS)
+
+    def has_moderate_permission(self, request) -> bool:
+        """Moderating people is changing memberships, as in the Membership admin."""
+        return request.user.is_active and request.user.has_perm("rooms.change_membership")
+
+    @admin.action(
+        description="Mute everyone but the moderators in the selected rooms",
+        permissions=["moderate"],
+    )
+    def mute_all_rooms(self, request, queryset):
+        self._room_action(
+            request,
+            queryset,
+            lambda room, actor: services.room_mute_all(room=room, actor=actor, muted=True),
+            "Muted everyone in",
+        )
+
+    @admin.action(
+        description="Unmute everyone but the moderators in the selected rooms",
+        permissions=["moderate"],
+    )
+    def unmute_all_rooms(self, request, queryset):
+        self._room_action(
+            request,
+            queryset,
+            lambda room, actor: services.room_mute_all(room=room, actor=actor, muted=False),
+            "Unmuted everyone in",
+        )
+
+    # -- the change page: live participants and their moderation buttons ----------------
+
+    # What each button does: a service call on (room, actor, user id, ban reason), the
+    # message the operator reads after it, and whether it needs a participant.
+    LIVE_ACTS: dict[str, tuple[Callable[..., object], str, bool]] = {
+        "mute": (
+            lambda room, actor, uid, reason: services.member_mute(
+                room=room, actor=actor, user_id=uid, muted=True
+            ),
+            "Muted {who}.",
+            True,
+        ),
+        "unmute": (
+            lambda room, actor, uid, reason: services.member_mute(
+                room=room, actor=actor, user_id=uid, muted=False
+            ),
+            "Unmuted {who}.",
+            True,
+        ),
+        "kick": (
+            lambda room, actor, uid, reason: services.member_kick(
+                room=room, actor=actor, user_id=uid
+            ),
+            "Kicked {who}.",
+            True,
+        ),
+        "ban": (
+            lambda room, actor, uid, reason: services.member_ban(
+                room=room, actor=actor, user_id=uid, reason=reason
+            ),
+            "Banned {who}.",
+            True,
+        ),
+        "seat_remove": (
+            lambda room, actor, uid, reason: services.seat_remove(
+                room=room, actor=actor, user_id=uid
+            ),
+            "Took {who} off their seat.",
+            True,
+        ),
+        "accept": (
+            lambda room, actor, uid, reason: services.seat_request_accept(
+                room=room, actor=actor, user_id=uid
+            ),
+            "Seated {who}.",
+            True,
+        ),
+        "refuse": (
+            lambda room, actor, uid, reason: services.seat_request_refuse(
+                room=room, actor=actor, user_id=uid
+            ),
+            "Refused the seat request of {who}.",
+            True,
+        ),
+        "mute_all": (
+            lambda room, actor, uid, reason: services.room_mute_all(
+                room=room, actor=actor, muted=True
+            ),
+            "Muted everyone but the moderators.",
+            False,
+        ),
+        "unmute_all": (
+            lambda room, actor, uid, reason: services.room_mute_all(
+                room=room, actor=actor, muted=False
+            ),
+            "Unmuted everyone but the moderators.",
+            False,
+        ),
+    }
+
+    def get_urls(self):
+        live = path(
+            "<path:object_id>/live/<str:act>/",
+            self.admin_site.admin_view(self.live_action_view),
+            name="rooms_room_live",
+        )
+        return [live, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        room = self.get_object(request, unquote(object_id))
+        if room is not None:
+            extra_context["live"] = self._live_context(request, room)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _live_context(self, request: HttpRequest, room: Room) -> dict:
+        urls = {
+            act: reverse("admin:rooms_room_live", args=[room.pk, act]) for act in self.LIVE_ACTS
+        }
+        live = {"can_moderate": self.has_moderate_permission(request), "urls": urls}
+        try:
+            participants = selectors.participant_list(room_id=room.pk)
+        except Exception:  # Redis down: the page still works, without the live part
+            live["error"] = "Live participants are unavailable (presence store unreachable)."
+            participants = []
+        live["participants"] = sorted(participants, key=lambda p: (p["seat"] is None, p["seat"]))
+        requests = selectors.seat_request_list(room_id=room.pk)
+        names = dict(
+            Membership.objects.filter(
+                room=room, user_id__in=[r["user_id"] for r in requests]
+            ).values_list("user_id", "user__username")
+        )
+        live["requests"] = [{**r, "username": names.get(r["user_id"], "?")} for r in requests]
+        return live
+
+    def live_action_view(self, request: HttpRequest, object_id: str, act: str) -> HttpResponse:
+        """A button of the live participants table: one service call, then back to the room."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if act not in self.LIVE_ACTS:
+            raise Http404("Unknown action.")
+        room = self.get_object(request, unquote(object_id))
+        if room is None:
+            raise Http404("No such room.")
+        if not self.has_moderate_permission(request):
+            raise PermissionDenied
+        call, verb, needs_user = self.LIVE_ACTS[act]
+        back = redirect(reverse("admin:rooms_room_change", args=[room.pk]))
+        user_id = None
+        if needs_user:
+            raw = request.POST.get("_live_user", "")
+            if not (raw.isascii() and raw.isdigit()):
+                self.message_user(request, "Choose a participant.", messages.ERROR)
+                return back
+            user_id = int(raw)
+        reason = (request.POST.get("_live_reason") or "").strip()[:200]
+        try:
+            call(room, request.user, user_id, reason)
+        except ApplicationError as exc:
+            self.message_user(request, exc.detail, messages.ERROR)
+        else:
+            who = ""
+            if user_id is not None:
+                found = selectors.membership_find(room_id=room.pk, user_id=user_id)
+                who = found.user.username if found is not None else f"user #{user_id}"
+            self.message_user(request, verb.format(who=who), messages.SUCCESS)
+        return back
 
     @admin.action(description="Open the selected rooms", permissions=["change"])
     def open_rooms(self, request, queryset):
