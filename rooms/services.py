@@ -554,13 +554,17 @@ def participant_connect(
     membership = (
         Membership.objects.select_related("user").filter(room=room, user_id=user_id).first()
     )
-    if membership is None or membership.banned or not membership.active:
-        reason = "banned" if membership is not None and membership.banned else "not a member"
+    if membership is None or membership.banned:
+        reason = "banned" if membership is not None else "not a member"
         return ConnectResult(close_code=CLOSE_FORBIDDEN, reason=reason)
     if not membership.user.is_active:
         return ConnectResult(close_code=CLOSE_AUTH, reason="account disabled")
+    # Before the `active` check: closing ended every membership, and the member should
+    # read "room closed" (4011), not "not a member" (4003).
     if room.status != Room.Status.OPEN:
         return ConnectResult(close_code=CLOSE_ROOM_CLOSED, reason="room closed")
+    if not membership.active:
+        return ConnectResult(close_code=CLOSE_FORBIDDEN, reason="not a member")
     store = presence.store()
     existing = store.get(room.pk, user_id)
     if resume_session is not None and (existing is None or existing.session_id != resume_session):

@@ -290,6 +290,12 @@ async def test_close_sends_room_closed_then_closes_every_socket_4011(via):
         assert await client.event() == {"type": "room.closed"}
         assert await client.closed() == 4011
     assert len(await audit(s.room, "room.close")) == 1
+    # Reconnecting says why: the room is closed (not "not a member", though closing
+    # ended every membership).
+    ticket, _ = await database_sync_to_async(services.ticket_issue)(
+        room=s.room, user=User(pk=s.a.user_id)
+    )
+    assert await refused(s.room.pk, f"ticket={ticket}") == 4011
 
 
 # --- seat.remove, seat.lock, seat.mute ------------------------------------------------------------
@@ -744,4 +750,37 @@ async def test_admin_button_refusal_shows_the_services_message():
     )
     assert "Nobody can moderate the room's owner." in messages_of(response)
     await s.owner.nothing()
+    await s.close()
+
+
+# --- malformed moderation and seat-request frames ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "moderate", "action": "mute"},
+        {"type": "moderate", "action": "kick", "user_id": "bob"},
+        {"type": "moderate", "action": "mute_everyone"},
+        {"type": "seat.request", "index": -1},
+        {"type": "seat.request", "index": "front"},
+        {"type": "seat.request.accept"},
+        {"type": "seat.request.accept", "user_id": 1, "index": True},
+        {"type": "seat.request.refuse", "user_id": None},
+    ],
+)
+async def test_malformed_moderation_frames_get_invalid_message(frame):
+    s = await scene(seat_count=2)
+    await s.owner.send(**frame)
+    assert (await s.owner.event_of("error"))["code"] == "invalid_message"
+    for client in s.people:
+        await client.nothing(0.1)
+    await s.close()
+
+
+async def test_mute_all_frame_ignores_a_stray_user_id():
+    s = await scene()
+    await s.owner.send(type="moderate", action="mute_all", user_id="whoever")
+    event = await s.a.event_where("participant.updated", about(s.a.user_id))
+    assert event["participant"]["muted"] is True
     await s.close()
