@@ -428,7 +428,7 @@ async function refreshRooms() {
         h(
           'div',
           { class: 'room-info' },
-          h('strong', {}, room.name, room.is_private ? ' 🔒' : ''),
+          h('strong', {}, room.name, room.is_private ? h('span', { class: 'tag private' }, 'password') : null),
           room.topic ? h('small', { class: 'muted' }, room.topic) : null,
           h('small', { class: 'muted' }, `by ${nameOf(room.owner)} · ${room.seat_count} seats`),
         ),
@@ -656,7 +656,7 @@ function renderSeats() {
         h(
           'button',
           { class: 'seat-main', onclick: take, title: mine ? 'Leave the seat' : seat.user_id === null ? 'Take this seat' : nameOf(who) },
-          h('span', { class: 'avatar' }, who ? nameOf(who).slice(0, 1).toUpperCase() : seat.locked ? '🔒' : '+'),
+          h('span', { class: 'avatar' }, who ? nameOf(who).slice(0, 1).toUpperCase() : seat.locked ? '×' : '+'),
           h('span', { class: 'seat-name' }, who ? nameOf(who) : seat.locked ? 'locked' : 'free'),
           h('span', { class: 'seat-label' }, `seat ${seat.index + 1}`, seat.muted ? ' · seat muted' : who && (who.muted || who.self_muted) ? ' · mic off' : ''),
         ),

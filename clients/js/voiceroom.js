@@ -603,6 +603,7 @@ export class VoiceRoomClient {
     this._abortOpen = null;
     /** @type {string|undefined} */
     this._joinPassword = undefined;
+    this._loopToken = 0;
   }
 
   // -- events ---------------------------------------------------------------------------
@@ -891,6 +892,7 @@ export class VoiceRoomClient {
    * @returns {Promise<WelcomeEvent>}
    */
   async connect(roomId, options = {}) {
+    this._cancelWait();
     this._teardown();
     if (this.roomId !== roomId) this._resetRoomState();
     this.roomId = roomId;
@@ -924,7 +926,10 @@ export class VoiceRoomClient {
       return;
     }
     this._leaving = true;
-    const closed = this.once('close', { timeoutMs: 5000 }).catch(() => this._teardown());
+    const closed = this.once('close', { timeoutMs: 5000 }).catch(() => {
+      this._teardown();
+      this._setState('closed');
+    });
     conn.send(JSON.stringify({ type: 'leave' }));
     await closed;
   }
@@ -1124,10 +1129,13 @@ export class VoiceRoomClient {
 
   async _reconnectLoop() {
     const { baseDelayMs, maxDelayMs, maxAttempts } = this.reconnectOptions;
+    // connect(), leave() and disconnect() bump the token: this loop then ends quietly.
+    const token = ++this._loopToken;
+    const superseded = () => this._stopped || token !== this._loopToken;
     this._setState('reconnecting');
     let attempt = 0;
     let delayNext = true;
-    while (!this._stopped) {
+    while (!superseded()) {
       if (delayNext) {
         attempt += 1;
         if (attempt > maxAttempts) break;
@@ -1137,7 +1145,7 @@ export class VoiceRoomClient {
         const delayMs = Math.round(ceiling * (0.5 + 0.5 * this._random()));
         this._emit('reconnecting', { attempt, delayMs });
         await this._sleep(delayMs);
-        if (this._stopped) return;
+        if (superseded()) return;
       }
       delayNext = true;
       const session = this.session;
@@ -1145,10 +1153,11 @@ export class VoiceRoomClient {
       const resume = Boolean(session && !this._resumeRefused && Date.now() - this._droppedAt < windowMs);
       try {
         const query = resume ? { resume: /** @type {any} */ (session).resume_token } : await this._reconnectCredentials();
-        if (this._stopped) return;
+        if (superseded()) return;
         await this._open(query);
         return; // welcomed: state is 'open' again
       } catch (err) {
+        if (superseded()) return;
         const e = /** @type {VoiceRoomError} */ (err);
         if (resume && e.closeCode === CLOSE.AUTH_FAILED) {
           // Resume refused (window passed, or the node forgot): a fresh ticket, now.
@@ -1165,10 +1174,9 @@ export class VoiceRoomClient {
         }
       }
     }
-    if (!this._stopped) {
-      this._stopped = true;
-      this._emit('close', { code: CLOSE.ABNORMAL, reason: 'gave up reconnecting', willReconnect: false });
-    }
+    if (superseded()) return;
+    this._stopped = true;
+    this._emit('close', { code: CLOSE.ABNORMAL, reason: 'gave up reconnecting', willReconnect: false });
     this._setState('closed');
   }
 
@@ -1183,7 +1191,9 @@ export class VoiceRoomClient {
     });
   }
 
+  /** End any reconnect loop: it stops at its next step. */
   _cancelWait() {
+    this._loopToken += 1;
     if (this._wait) {
       clearTimeout(this._wait.timer);
       this._wait.resolve();

@@ -253,3 +253,29 @@ test('wxRequestFetch adapts wx.request to fetch', async () => {
   const failing = { request: (options) => options.fail({ errMsg: 'request:fail timeout' }) };
   await assert.rejects(wxRequestFetch(failing)('https://x/'), /timeout/);
 });
+
+test('a new connect() or disconnect() ends a reconnect loop in progress', async () => {
+  const transport = new ScriptedTransport();
+  const client = new VoiceRoomClient({
+    baseUrl: 'http://server.invalid',
+    transport,
+    heartbeatMs: 0,
+    reconnect: { baseDelayMs: 30, maxDelayMs: 30 },
+  });
+  let connected = client.connect(5, { ticket: 'a' });
+  serve(transport.last, welcome());
+  await connected;
+  transport.last.onclose({ code: 1006, reason: '' }); // the loop now waits 15-30 ms
+  connected = client.connect(5, { ticket: 'b' });
+  serve(transport.last, welcome());
+  await connected;
+  await new Promise((r) => setTimeout(r, 80));
+  assert.deepEqual(transport.opened.map((c) => c.url.split('?')[1]), ['ticket=a', 'ticket=b']);
+  assert.equal(client.state, 'open');
+
+  transport.last.onclose({ code: 1006, reason: '' });
+  client.disconnect();
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(transport.opened.length, 2);
+  assert.equal(client.state, 'closed');
+});
