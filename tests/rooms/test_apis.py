@@ -816,6 +816,103 @@ def test_close_and_open_are_for_owner_and_staff_only(room, staff):
     assert client_for(staff).post(room_url(room, "open")).json()["status"] == "open"
 
 
+# --- mute all and seat requests --------------------------------------------------------------
+
+
+def test_mute_all_answers_the_plain_members_muted(room, owner, layer):
+    admin, member = admin_of(room), join(room)
+
+    response = client_for(admin).post(room_url(room, "mute-all"), {"muted": True}, format="json")
+
+    assert response.status_code == 200, response.content
+    [body] = response.json()
+    assert set(body) == MEMBER_KEYS
+    assert (body["user"]["id"], body["muted"]) == (member.pk, True)
+    assert not membership(room, owner).muted and not membership(room, admin).muted
+    assert ModerationAction.objects.filter(room=room, action="mute_all", actor=admin).exists()
+    response = client_for(owner).post(room_url(room, "mute-all"), {"muted": False}, format="json")
+    assert response.json()[0]["muted"] is False
+
+
+@pytest.mark.parametrize("body", [{}, {"muted": "perhaps"}, {"muted": None}])
+def test_mute_all_validates_muted(room, owner, body):
+    response = client_for(owner).post(room_url(room, "mute-all"), body, format="json")
+
+    assert "muted" in assert_error(response, 400, "invalid")["fields"]
+
+
+def test_mute_all_is_for_moderators(room, staff):
+    member = join(room)
+    for actor in (member, UserFactory()):
+        response = client_for(actor).post(
+            room_url(room, "mute-all"), {"muted": True}, format="json"
+        )
+        assert_error(response, 403, "forbidden")
+    assert not membership(room, member).muted
+    assert client_for(staff).post(room_url(room, "mute-all"), {"muted": True}).status_code == 200
+    assert membership(room, member).muted
+
+
+def test_seat_request_create_list_cancel(room, owner, staff):
+    user = join(room)
+    client = client_for(user)
+
+    response = client.post(room_url(room, "seat-requests"), {"index": 2}, format="json")
+
+    assert response.status_code == 201, response.content
+    created = response.json()
+    assert set(created) == {"user_id", "index", "ts"}
+    assert (created["user_id"], created["index"]) == (user.pk, 2)
+    for viewer in (owner, staff, admin_of(room)):
+        assert client_for(viewer).get(room_url(room, "seat-requests")).json() == [created]
+    assert_error(client.get(room_url(room, "seat-requests")), 403, "forbidden")
+    assert_error(client.post(room_url(room, "seat-requests")), 409, "seat_request_pending")
+
+    assert client.delete(room_url(room, "seat-requests")).status_code == 204
+    assert_error(client.delete(room_url(room, "seat-requests")), 404, "no_seat_request")
+    assert client_for(owner).get(room_url(room, "seat-requests")).json() == []
+
+
+@pytest.mark.parametrize(
+    "body,status,code",
+    [
+        ({"index": "front"}, 400, "invalid"),
+        ({"index": -1}, 400, "invalid"),
+        ({"index": 4}, 400, "invalid_seat"),
+    ],
+)
+def test_seat_request_create_refusals(room, body, status, code):
+    response = client_for(join(room)).post(room_url(room, "seat-requests"), body, format="json")
+
+    assert_error(response, status, code)
+
+
+def test_seat_request_create_needs_membership(room):
+    response = client_for(UserFactory()).post(room_url(room, "seat-requests"))
+
+    assert_error(response, 403, "not_a_member")
+
+
+def test_seat_request_accept_and_refuse(room, owner):
+    first, second = join(room), join(room)
+    for user in (first, second):
+        client_for(user).post(room_url(room, "seat-requests"), {}, format="json")
+    accept = f"{room_url(room)}seat-requests/{first.pk}/accept"
+    refuse = f"{room_url(room)}seat-requests/{second.pk}/refuse"
+
+    assert_error(client_for(second).post(accept), 403, "forbidden")
+    response = client_for(owner).post(accept, {"index": 3}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["seat"] == 3 and response.json()["user"]["id"] == first.pk
+    assert client_for(owner).post(refuse).status_code == 204
+    assert membership(room, second).seat is None
+    assert_error(client_for(owner).post(refuse), 404, "no_seat_request")
+    assert_error(
+        client_for(owner).post(f"{room_url(room)}seat-requests/abc/accept"), 404, "not_found"
+    )
+
+
 # --- every endpoint, every kind of garbage -------------------------------------------------
 
 
@@ -838,6 +935,12 @@ ENDPOINTS = [
     ("post", "/api/rooms/{room}/leave"),
     ("post", "/api/rooms/{room}/close"),
     ("post", "/api/rooms/{room}/open"),
+    ("post", "/api/rooms/{room}/mute-all"),
+    ("get", "/api/rooms/{room}/seat-requests"),
+    ("post", "/api/rooms/{room}/seat-requests"),
+    ("delete", "/api/rooms/{room}/seat-requests"),
+    ("post", "/api/rooms/{room}/seat-requests/{user}/accept"),
+    ("post", "/api/rooms/{room}/seat-requests/{user}/refuse"),
     ("post", "/api/auth/logout"),
 ]
 
