@@ -3,12 +3,15 @@ from django.urls import include, path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from rooms.apis import RoomListCreateApi
 from voiceroom import health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.urls")),
     path("api/rooms/", include("rooms.urls")),
+    # Without the slash too: APPEND_SLASH cannot redirect a POST without losing its body.
+    path("api/rooms", RoomListCreateApi.as_view(schema=None)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # The browser demo (templates/demo/, code in clients/demo/ served as static files).
