@@ -1,8 +1,9 @@
 """The operators' admin. It reads freely but changes state only through rooms.services.
 
-Opening, closing, muting, kicking, banning: each admin action calls the same service as
-the REST API and the WebSocket moderation frames, so the audit log, the broadcasts and
-the sockets closed are the same whoever acted. Where a service refuses (an
+Opening, closing, muting (one member or all), kicking, banning, seating: each admin
+action and each button of a room's live participants table calls the same service as the
+REST API and the WebSocket moderation frames, so the audit log, the broadcasts and the
+sockets closed are the same whoever acted. Where a service refuses (an
 `ApplicationError`), the operator sees its message; nothing is forced around it.
 """
 

@@ -697,6 +697,9 @@ async def test_room_page_shows_live_participants_with_their_state_and_buttons():
     )()
 
     assert "Live participants" in html
+    # A form of its own, after the room's: Enter in the room's fields still means Save.
+    room_form_end = html.index("</form>", html.index('id="room_form"'))
+    assert room_form_end < html.index('id="live_form"')
     rows = {
         uid: html.split(f'data-user-id="{uid}"')[1].split("</tr>")[0]
         for uid in (s.owner.user_id, s.a.user_id, s.b.user_id)
