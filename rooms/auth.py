@@ -73,8 +73,10 @@ def resolve(scope, room_id: int) -> SocketAuth:
             return SocketAuth(None, "resume", error="unknown or expired resume token")
         return SocketAuth(found[1], "resume", resume_session=found[2])
     if "ticket" in query:
-        user_id = services.ticket_redeem(ticket=query["ticket"][:1000], room_id=room_id)
-        if user_id is None or not agrees(user_id):
+        user_id = services.ticket_redeem(
+            ticket=query["ticket"][:1000], room_id=room_id, user_id=header_user
+        )
+        if user_id is None:
             return SocketAuth(None, "ticket", error="invalid, used or expired ticket")
         return SocketAuth(user_id, "ticket")
     if header_user is not None:

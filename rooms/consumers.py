@@ -17,6 +17,8 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.db import DatabaseError
+from redis.exceptions import RedisError
 
 from rooms import events, reaper, services
 from rooms.models import Room
@@ -163,6 +165,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             send=self.base_send,
             seq=self.session.seq,
             on_abuse=self._abused,
+            channel=self.channel_name,
         )
         self.endpoint.can_speak = self.state.can_speak()
         relay.add(self.endpoint)
@@ -202,6 +205,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._refuse(exc.code, exc.detail)
         except ApplicationError as exc:
             await self._send_json({"type": "error", "code": exc.code, "detail": exc.detail})
+        except (DatabaseError, RedisError):
+            # A dependency is down: refuse this frame, keep the socket (voice still flows).
+            logger.warning("frame refused, a dependency is down", exc_info=True)
+            await self._send_json(
+                {
+                    "type": "error",
+                    "code": "service_unavailable",
+                    "detail": "The server cannot do this right now; try again.",
+                }
+            )
 
     async def _handle(self, kind: str, data: dict) -> None:
         if kind == "ping":

@@ -39,6 +39,10 @@ class Session:
     self_muted: bool = False
     deadline: float | None = None  # when the resume window closes (epoch seconds)
     seq: int = 0  # voice sequence reached, carried across a resume
+    # True when `seq` is only the last periodic save (the socket was replaced while live,
+    # or its node died): the next socket then jumps ahead by SEQ_GAP so the sequence
+    # never goes backwards.
+    seq_stale: bool = False
 
     def dumps(self) -> str:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
@@ -90,13 +94,27 @@ def _new_session(room_id: int, user_id: int, node: str, channel: str) -> Session
     )
 
 
+SEQ_GAP = 1000  # more frames than a socket may relay between two periodic saves
+
+
 def _carry(
     previous: Session | None, room_id: int, user_id: int, node: str, channel: str
 ) -> Session:
     """The session a new socket gets: the previous one's identity and state, or a fresh one."""
     if previous is None:
         return _new_session(room_id, user_id, node, channel)
-    return dataclasses.replace(previous, node=node, channel=channel, connected=True, deadline=None)
+    seq = previous.seq
+    if previous.connected or previous.seq_stale:
+        seq += SEQ_GAP
+    return dataclasses.replace(
+        previous,
+        node=node,
+        channel=channel,
+        connected=True,
+        deadline=None,
+        seq=seq & 0xFFFFFFFF,
+        seq_stale=False,
+    )
 
 
 class LocalStore:
@@ -282,6 +300,7 @@ class RedisStore:
             connected=False,
             deadline=time.time() + window,
             seq=current.seq if seq is None else seq,
+            seq_stale=seq is None,
         )
         done = self._cas(
             keys=[self._room(current.room_id)],

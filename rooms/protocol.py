@@ -110,7 +110,10 @@ ROOM_ACTIONS = ("mute_all", "unmute_all")
 
 def parse_text_frame(raw: str) -> ClientMessage:
     """Validate a client text frame into a ClientMessage, or raise FrameError."""
-    if len(raw) > MAX_TEXT_FRAME_BYTES:
+    if (
+        len(raw) > MAX_TEXT_FRAME_BYTES
+        or len(raw.encode("utf-8", "replace")) > MAX_TEXT_FRAME_BYTES
+    ):
         raise FrameError(
             "frame_too_large", f"Text frames are limited to {MAX_TEXT_FRAME_BYTES} bytes."
         )

@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from rooms import presence, services
+from rooms.relay import relay
 
 logger = logging.getLogger(__name__)
 
@@ -22,11 +23,18 @@ _task: asyncio.Task | None = None
 _loop: asyncio.AbstractEventLoop | None = None
 
 
-def tick(now: float | None = None) -> None:
+ABSENT_EVERY_S = 30.0
+_last_absent_reap = 0.0
+
+
+def tick(now: float | None = None, sequences: list[tuple[int, int, str, int]] = ()) -> None:
     """One round of housekeeping (synchronous; runs in a worker thread)."""
+    global _last_absent_reap
     store = presence.store()
     now = time.time() if now is None else now
     store.heartbeat(presence.NODE_ID, now)
+    for room_id, user_id, channel, seq in sequences:
+        services.participant_voice_seq(room_id=room_id, user_id=user_id, channel=channel, seq=seq)
     for node in store.claim_dead_nodes(now, float(settings.VOICEROOM_NODE_DEAD_AFTER_S)):
         logger.warning(
             "node %s stopped heartbeating; its participants enter their resume window", node
@@ -37,13 +45,20 @@ def tick(now: float | None = None) -> None:
             services.participant_timeout(room_id=room_id, user_id=user_id, session_id=session_id)
         except Exception:
             logger.exception("timing out user %s in room %s failed", user_id, room_id)
+    if now - _last_absent_reap >= ABSENT_EVERY_S:
+        _last_absent_reap = now
+        # Joined but never connected (tickets expired), or lost with an embedded node.
+        grace = settings.VOICEROOM_TICKET_TTL_S + settings.VOICEROOM_RESUME_WINDOW_S + 30
+        ended = services.members_absent_reap(older_than_s=grace)
+        if ended:
+            logger.info("ended %d memberships of members who never came or came back", ended)
 
 
 async def _run() -> None:
     interval = min(1.0, float(settings.VOICEROOM_NODE_HEARTBEAT_S))
     while True:
         try:
-            await database_sync_to_async(tick)()
+            await database_sync_to_async(tick)(sequences=relay.unsaved_sequences())
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -77,9 +77,11 @@ class Endpoint:
         "abuse",
         "busy",
         "can_speak",
+        "channel",
         "dropped",
         "on_abuse",
         "room_id",
+        "saved_seq",
         "send",
         "seq",
         "target",
@@ -95,8 +97,11 @@ class Endpoint:
         send: Send,
         seq: int = 0,
         on_abuse: Callable[[], None] | None = None,
+        channel: str = "",
     ) -> None:
         now = time.monotonic()
+        self.channel = channel
+        self.saved_seq = seq
         self.room_id = room_id
         self.user_id = user_id
         self.send = send
@@ -217,6 +222,17 @@ class Relay:
             if all(not room for room in self.rooms.values()):
                 break
             await asyncio.sleep(0.05)
+
+    def unsaved_sequences(self) -> list[tuple[int, int, str, int]]:
+        """(room, user, channel, seq) of sockets whose voice sequence moved since the last
+        call, marked saved; the reaper stores them so a resume after a crash continues."""
+        moved = []
+        for room in self.rooms.values():
+            for ep in room.values():
+                if ep.seq != ep.saved_seq and ep.channel:
+                    ep.saved_seq = ep.seq
+                    moved.append((ep.room_id, ep.user_id, ep.channel, ep.seq))
+        return moved
 
     def local(self, room_id: int, user_id: int) -> Endpoint | None:
         return self.rooms.get(room_id, {}).get(user_id)

@@ -362,11 +362,16 @@ def ticket_member_issue(*, room: Room, user: User) -> tuple[str, int]:
         raise Forbidden("Join the room first.", code="not_a_member")
     if membership.banned:
         raise Forbidden("You are banned from this room.", code="banned")
+    # A fresh ticket shows the member is still coming: not absent (see members_absent_reap).
+    membership.save(update_fields=["updated_at"])
     return ticket_issue(room=room, user=user)
 
 
-def ticket_redeem(*, ticket: str, room_id: int) -> int | None:
-    """The user id a ticket was issued to, if it is genuine, fresh, for this room and unused."""
+def ticket_redeem(*, ticket: str, room_id: int, user_id: int | None = None) -> int | None:
+    """The user id a ticket was issued to, if it is genuine, fresh, for this room and unused.
+
+    With `user_id`, a ticket issued to someone else is refused without being used up.
+    """
     try:
         payload = signing.loads(
             ticket, salt=_TICKET_SALT, max_age=int(settings.VOICEROOM_TICKET_TTL_S)
@@ -374,6 +379,8 @@ def ticket_redeem(*, ticket: str, room_id: int) -> int | None:
     except signing.BadSignature:
         return None
     if not isinstance(payload, dict) or payload.get("r") != room_id:
+        return None
+    if user_id is not None and payload.get("u") != user_id:
         return None
     # cache.add is atomic in Redis (SET NX) and in the local cache: a ticket works once.
     if not cache.add(f"ticket-used:{payload['n']}", 1, int(settings.VOICEROOM_TICKET_TTL_S) + 5):
@@ -907,3 +914,44 @@ def participants_detached(*, sessions: list[presence.Session]) -> None:
             events.participant_updated(
                 session.room_id, selectors.participant_dict(membership, session)
             )
+
+
+def members_absent_reap(*, older_than_s: float) -> int:
+    """End the membership of members who are not in the room and have not been for a while.
+
+    A member who joined through REST but never opened a socket (or whose presence was
+    lost with a node of the embedded kind) would otherwise hold a place against the
+    room's capacity, and a seat, for ever. Returns how many were ended.
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    stale: dict[int, list[int]] = {}
+    for room_id, user_id in Membership.objects.filter(
+        active=True, updated_at__lt=cutoff
+    ).values_list("room_id", "user_id")[:1000]:
+        stale.setdefault(room_id, []).append(user_id)
+    ended = 0
+    for room_id, user_ids in stale.items():
+        present = {s.user_id for s in presence.store().sessions(room_id)}
+        for user_id in user_ids:
+            if user_id in present:
+                continue
+            with transaction.atomic():
+                room = Room.objects.select_for_update().filter(pk=room_id).first()
+                membership = (
+                    Membership.objects.select_for_update()
+                    .select_related("user", "room")
+                    .filter(room_id=room_id, user_id=user_id, active=True, updated_at__lt=cutoff)
+                    .first()
+                )
+                if room is None or membership is None:
+                    continue
+                if presence.store().get(room_id, user_id) is not None:
+                    continue
+                membership.room = room
+                _end_presence(membership, reason="timeout", close_code=None)
+                ended += 1
+    return ended

@@ -515,3 +515,52 @@ async def test_after_the_window_the_participant_times_out_and_the_seat_is_freed(
     assert seat["seat"]["user_id"] is None
     assert await refused(room.pk, f"resume={token}") == 4001
     await b.disconnect()
+
+
+# -- credentials, sequences and failing dependencies ---------------------------------------
+
+
+async def test_a_ticket_contradicted_by_the_token_header_is_refused_and_not_used_up():
+    from rest_framework.authtoken.models import Token
+
+    room = await a_room()
+    user, ticket = await a_member(room)
+    other, _ = await a_member(room)
+    other_token = await database_sync_to_async(lambda: Token.objects.create(user=other).key)()
+    header = [(b"authorization", f"Token {other_token}".encode())]
+    assert await refused(room.pk, f"ticket={ticket}", header) == 4001
+    client = await connect(room.pk, ticket, user.pk)  # still good for its owner
+    await client.disconnect()
+
+
+async def test_the_voice_sequence_never_goes_backwards_when_a_socket_is_replaced():
+    room, a, b = await two_members()
+    for _ in range(3):
+        await a.voice(b"x")
+    assert [header(await b.frame())[2] for _ in range(3)] == [1, 2, 3]
+    ticket = (await database_sync_to_async(services.ticket_issue)(room=room, user=a_user_of(a)))[0]
+    newer = await connect(room.pk, ticket, a.user_id)
+    assert await a.closed() == 4012
+    await newer.voice(b"y")
+    assert header(await b.frame())[2] > 3
+    await newer.disconnect()
+    await b.disconnect()
+
+
+async def test_a_frame_that_needs_a_database_that_is_down_gets_an_error_not_a_dropped_socket(
+    monkeypatch,
+):
+    from django.db import OperationalError
+
+    room, a, b = await two_members(seat_count=2)
+
+    def down(**kwargs):
+        raise OperationalError("server has gone away")
+
+    monkeypatch.setattr(services, "seat_take", down)
+    await a.send(type="seat.take", index=0)
+    assert (await a.event_of("error"))["code"] == "service_unavailable"
+    await a.send(type="ping")
+    assert (await a.event_of("pong"))["type"] == "pong"
+    await a.disconnect()
+    await b.disconnect()
