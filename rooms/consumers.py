@@ -238,8 +238,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             if participant is not None:
                 self._apply_participant(participant)
         elif kind == "leave":
+            # Set before the service runs: its member.close may arrive before it returns.
             self.left_cleanly = self.leaving_by_frame = True
-            await _db(services.member_leave)(room=await self._room(), user=await self._user())
+            try:
+                await _db(services.member_leave)(room=await self._room(), user=await self._user())
+            except BaseException:
+                self.left_cleanly = self.leaving_by_frame = False  # still in the room
+                raise
         elif kind == "seat.take":
             await _db(services.seat_take)(
                 room=await self._room(), user=await self._user(), index=data["index"]

@@ -36,13 +36,18 @@ def member_group(room_id: int, user_id: int) -> str:
     return f"member.{int(room_id)}.{int(user_id)}"
 
 
-async def agroup_send(group: str, message: dict[str, Any]) -> None:
+async def agroup_send(group: str, message: dict[str, Any], *, strict: bool = False) -> None:
+    """Send to a group. A failure is logged, not raised, so a dead Redis cannot fail the
+    write that caused the event; with `strict` (the event IS the act: chat, whisper) it
+    is raised, so the sender learns the message did not go out."""
     layer = get_channel_layer()
     if layer is None:
         return
     try:
         await layer.group_send(group, message)
-    except Exception:  # a dead Redis must not fail the request that caused the event
+    except Exception:
+        if strict:
+            raise
         logger.exception("group_send to %s failed", group)
 
 
@@ -139,14 +144,16 @@ def seat_request_cancelled(room_id: int, user_id: int, reason: str) -> None:
 
 async def achat(room_id: int, sender_id: int, text: str) -> None:
     await agroup_send(
-        room_group(room_id), {"type": "chat", "from": sender_id, "text": text, "ts": _now()}
+        room_group(room_id),
+        {"type": "chat", "from": sender_id, "text": text, "ts": _now()},
+        strict=True,
     )
 
 
 async def awhisper(room_id: int, sender_id: int, to_id: int, text: str) -> None:
     message = {"type": "whisper", "from": sender_id, "to": to_id, "text": text, "ts": _now()}
-    await agroup_send(member_group(room_id, to_id), message)
-    await agroup_send(member_group(room_id, sender_id), message)
+    await agroup_send(member_group(room_id, to_id), message, strict=True)
+    await agroup_send(member_group(room_id, sender_id), message, strict=True)
 
 
 # Commands to the sockets of one member.

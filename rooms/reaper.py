@@ -24,7 +24,9 @@ _loop: asyncio.AbstractEventLoop | None = None
 
 
 ABSENT_EVERY_S = 30.0
-_last_absent_reap = 0.0
+# The first pass waits a full period after start: members of an embedded node that just
+# restarted get time to reconnect before anyone is released.
+_last_absent_reap = time.time()
 
 
 def tick(now: float | None = None, sequences: list[tuple[int, int, str, int]] = ()) -> None:

@@ -338,7 +338,8 @@ def member_join(*, room: Room, user: User, password: str | None = None) -> JoinR
         membership = Membership.objects.create(
             room=room, user=user, role=Role.OWNER if is_owner else Role.MEMBER
         )
-    elif not membership.active:
+    else:
+        # Rejoining (or joining again while a member) restarts the absent-member clock.
         membership.active = True
         membership.save(update_fields=["active", "updated_at"])
     ticket, ttl = ticket_issue(room=room, user=user)

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
@@ -44,6 +45,7 @@ CHECK_TIMEOUT_S = 2.0
 # --- liveness ---------------------------------------------------------------------------
 
 
+@csrf_exempt  # read-only; a wrong method must get 405, not a CSRF 403
 @never_cache
 @require_GET
 async def healthz(request: HttpRequest) -> JsonResponse:
@@ -142,6 +144,7 @@ async def _run_check(name: str, check: Callable[[], Awaitable[None]]) -> dict:
     return result
 
 
+@csrf_exempt  # read-only; a wrong method must get 405, not a CSRF 403
 @never_cache
 @require_GET
 async def readyz(request: HttpRequest) -> JsonResponse:
@@ -222,6 +225,7 @@ def _register_once(collector: Collector) -> None:
 _register_once(VoiceroomCollector())
 
 
+@csrf_exempt  # read-only; a wrong method must get 405, not a CSRF 403
 @never_cache
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:

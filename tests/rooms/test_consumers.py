@@ -564,3 +564,41 @@ async def test_a_frame_that_needs_a_database_that_is_down_gets_an_error_not_a_dr
     assert (await a.event_of("pong"))["type"] == "pong"
     await a.disconnect()
     await b.disconnect()
+
+
+async def test_a_refused_leave_keeps_the_member_in_the_room(monkeypatch):
+    from django.db import OperationalError
+
+    room, a, b = await two_members()
+
+    def down(**kwargs):
+        raise OperationalError("server has gone away")
+
+    monkeypatch.setattr(services, "member_leave", down)
+    await a.send(type="leave")
+    assert (await a.event_of("error"))["code"] == "service_unavailable"
+    monkeypatch.undo()
+    # Still a participant: a drop now is an unclean disconnect, seen as an update.
+    await a.disconnect()
+    event = await b.event_where(
+        "participant.updated", lambda e: e["participant"]["user_id"] == a.user_id
+    )
+    assert event["participant"]["connected"] is False
+    await b.disconnect()
+
+
+async def test_chat_that_cannot_be_sent_is_an_error_for_the_sender(monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from channels.layers import get_channel_layer
+
+    room, a, b = await two_members()
+
+    async def down(*args, **kwargs):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(get_channel_layer(), "group_send", down)
+    await a.send(type="chat", text="hello?")
+    assert (await a.event_of("error"))["code"] == "service_unavailable"
+    await a.disconnect()
+    await b.disconnect()

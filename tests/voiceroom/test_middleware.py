@@ -13,7 +13,10 @@ import pytest
         ("delete", "/metrics", 405, "method_not_allowed"),
     ],
 )
-def test_errors_outside_drf_are_json(client, method, path, status, code):
+def test_errors_outside_drf_are_json(method, path, status, code):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)  # as a real client is treated
     response = getattr(client, method)(path)
     assert response.status_code == status
     assert response["Content-Type"].startswith("application/json")
