@@ -1083,6 +1083,10 @@ export class VoiceRoomClient {
         break;
       case 'seat.updated': {
         const seat = message.seat;
+        const count = this.room && typeof this.room.seat_count === 'number' ? this.room.seat_count : null;
+        // A seat removed by a smaller seat_count is announced freed after room.updated:
+        // that event must not bring the seat back.
+        if (count !== null && seat.index >= count) break;
         while (this.seats.length <= seat.index) this.seats.push(emptySeat(this.seats.length));
         this.seats[seat.index] = { ...seat };
         break;

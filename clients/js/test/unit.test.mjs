@@ -137,6 +137,10 @@ test('participants merge by user id through joined, updated, left and a second w
   serve(transport.last, { type: 'room.updated', room: { id: 5, seat_count: 4 } });
   assert.equal(client.seats.length, 4);
   assert.equal(client.room.name, 'r');
+  // Shrinking: the server frees the removed seats after room.updated; they stay removed.
+  serve(transport.last, { type: 'room.updated', room: { id: 5, seat_count: 2 } });
+  serve(transport.last, { type: 'seat.updated', seat: { index: 3, user_id: null, locked: false, muted: false } });
+  assert.equal(client.seats.length, 2);
 
   // A network loss, then the resume: the welcome replaces the state, nobody is doubled.
   const resumed = client.once('welcome');
