@@ -13,6 +13,11 @@ Only frames SENT inside the measured window count for loss and latency; the tool
 --grace seconds after the window for stragglers. Throughput and CPU per delivery use the
 frames RECEIVED inside the window, the span over which CPU time is sampled.
 
+--stalled K: the last K listeners of each room stop reading (transport.pause_reading())
+when the load starts and stay paused until the report is made; they are left out of the
+expected deliveries, latency and loss. Around the window the tool reads the servers' RSS
+and, for voiceroom, /metrics (voiceroom_voice_*_total deltas, e.g. dropped_backlog).
+
 The client is deliberately lean: an asyncio Protocol on uvloop doing the HTTP Upgrade by
 hand and a minimal RFC 6455 parser, so that one core can take ~40,000 frames/s. See
 docs/benchmarks.md for the methodology.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import fcntl
 import gc
 import hashlib
 import http.client
@@ -34,6 +40,7 @@ import secrets
 import socket
 import struct
 import sys
+import termios
 import time
 from array import array
 from concurrent.futures import ThreadPoolExecutor
@@ -355,8 +362,10 @@ class Stats:
         "room_of",
         "self_echo",
         "sent",
+        "sent_room",
         "sent_win_room",
         "skipped_ticks",
+        "stalled_recv",
         "text_frames",
         "w0",
         "w1",
@@ -380,8 +389,10 @@ class Stats:
         self.bad_kind = 0
         self.text_frames = 0
         self.sent = 0
+        self.sent_room = [0] * rooms
         self.sent_win_room = [0] * rooms
         self.skipped_ticks = 0
+        self.stalled_recv = 0  # voice frames read by stalled listeners (not measured)
         self.room_of: list[int] = []
         self.close_codes: dict[int, int] = {}
 
@@ -407,6 +418,12 @@ class BenchClient(WSClientProtocol):
         self.last_seq: dict[int, int] = {}
         self.want_welcome = want_welcome
         self.welcome: dict | None = None
+        self.stalled = False
+        self.fd = -1  # the socket's descriptor, kept while stalled (TCP state, queued bytes)
+        self.peer_closed_after_s: float | None = None
+        self.peer_closed_at = ""
+        self.peer_closed_state = 0
+        self.queued_max = 0
         self.ready: asyncio.Future | None = None
         if self.opened is not None:
             self.ready = self.opened.get_loop().create_future()
@@ -461,6 +478,52 @@ class BenchClient(WSClientProtocol):
         elif sidx >= len(st.room_of) or st.room_of[sidx] != self.room:
             st.misrouted += 1
 
+    def stall(self) -> None:
+        """Stop reading the socket (`--stalled`): the server's writes to it back up.
+
+        Whatever it reads after `unstall()` is counted apart (`stalled_recv`), never in
+        the measured deliveries, latency or gaps.
+        """
+        self.stalled = True
+        self.on_binary = self._on_binary_stalled  # feed() looks the hook up per read
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+            sock = self.transport.get_extra_info("socket")
+            self.fd = sock.fileno() if sock is not None else -1
+
+    def tcp_state(self) -> int:
+        """Kernel TCP state of the socket (1 established, 7 close, 8 close-wait ...); 0 unknown.
+
+        A paused transport does not notice the peer closing; the kernel does.
+        """
+        if self.fd < 0 or self.transport is None or self.transport.is_closing():
+            return 0
+        try:
+            sock = self.transport.get_extra_info("socket")
+            return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+        except (OSError, AttributeError):
+            return 0
+
+    def queued_bytes(self) -> int:
+        """Bytes the kernel holds for us, unread (FIONREAD)."""
+        if self.fd < 0 or self.transport is None or self.transport.is_closing():
+            return 0
+        buf = bytearray(4)
+        try:
+            fcntl.ioctl(self.fd, termios.FIONREAD, buf)
+        except OSError:
+            return 0
+        n = int.from_bytes(buf, sys.byteorder, signed=True)
+        self.queued_max = max(self.queued_max, n)
+        return n
+
+    def unstall(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _on_binary_stalled(self, data, start: int, end: int, now: int) -> None:
+        self.st.stalled_recv += 1
+
     def on_close_frame(self, code: int, reason: str) -> None:
         self.st.close_codes[code] = self.st.close_codes.get(code, 0) + 1
         if self.ready is not None and not self.ready.done():
@@ -508,6 +571,7 @@ class Speaker:
         if conn.state == OPEN:
             conn.send_binary(PAYLOAD_HEAD.pack(now, self.index) + self.pad)
             st.sent += 1
+            st.sent_room[self.room] += 1
             if st.w0 <= now < st.w1:
                 st.sent_win_room[self.room] += 1
         self.k += 1
@@ -535,6 +599,70 @@ def process_cpu(pid: int) -> float:
                 pass
     except psutil.Error:
         pass
+    return total
+
+
+def process_rss(pid: int) -> int:
+    """Resident set size in bytes of a process and all of its live descendants."""
+    proc = psutil.Process(pid)
+    total = proc.memory_info().rss
+    try:
+        for child in proc.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return total
+
+
+def servers_rss(pids: list[int]) -> int | None:
+    """Summed RSS (bytes) of the server processes, children included; None if one is gone."""
+    try:
+        return sum(process_rss(pid) for pid in pids) if pids else None
+    except psutil.Error:
+        return None
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text format -> {"name{labels}": value}; comments and bad lines skipped."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "}" in line:
+            cut = line.rindex("}") + 1
+            name, rest = line[:cut], line[cut:].split()
+        else:
+            name, *rest = line.split()
+        try:
+            out[name] = float(rest[0])
+        except (IndexError, ValueError):
+            continue
+    return out
+
+
+def scrape_metrics(urls: list[str], timeout: float = 5.0) -> dict[str, float] | None:
+    """GET /metrics on every node and add the samples up; None if a node does not answer."""
+    total: dict[str, float] = {}
+    for url in urls:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80,
+                                          timeout=timeout)  # fmt: skip
+        try:
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            raw = resp.read()
+            if resp.status != 200:
+                return None
+        except (OSError, http.client.HTTPException):
+            return None
+        finally:
+            conn.close()
+        for name, value in parse_metrics(raw.decode("utf-8", "replace")).items():
+            total[name] = total.get(name, 0.0) + value
     return total
 
 
@@ -667,6 +795,17 @@ class LoadConfig:
     connect_concurrency: int = 32
     user_cache: str | None = None
     progress: bool = True
+    # Listeners per room that stop reading when the load starts (never speakers).
+    stalled: int = 0
+    # Scrape /metrics around the window: None = only for target voiceroom.
+    metrics: bool | None = None
+
+    def want_metrics(self) -> bool:
+        return self.target == "voiceroom" if self.metrics is None else self.metrics
+
+    def is_stalled(self, index: int) -> bool:
+        """The last `stalled` members of each room stall; speakers are the first ones."""
+        return index % self.members >= self.members - self.stalled
 
     def validate(self) -> None:
         if self.target not in ("voiceroom", "bare"):
@@ -681,6 +820,8 @@ class LoadConfig:
             raise ValueError("--fps and --duration must be > 0, --warmup >= 0")
         if not self.urls:
             raise ValueError("at least one --url")
+        if not 0 <= self.stalled <= self.members - self.speakers:
+            raise ValueError("--stalled must be between 0 and --members minus --speakers")
 
 
 def _log(cfg: LoadConfig, msg: str) -> None:
@@ -698,7 +839,7 @@ class _Node:
         self.rest = Rest(f"http://{self.host}:{self.port}")
 
 
-async def _setup_voiceroom(cfg, nodes, loop, pool) -> tuple[list[BenchUser], list[int]]:
+async def setup_voiceroom(cfg, nodes, loop, pool) -> tuple[list[BenchUser], list[int]]:
     """Users (reused from the cache when given), then one fresh room per room index."""
     total = cfg.rooms * cfg.members
     users = _load_user_cache(cfg.user_cache)
@@ -748,6 +889,78 @@ async def _setup_voiceroom(cfg, nodes, loop, pool) -> tuple[list[BenchUser], lis
     return users, room_ids
 
 
+async def connect_members(
+    cfg: LoadConfig,
+    nodes: list[_Node],
+    loop,
+    pool,
+    stats: Stats,
+    conns: list[BenchClient | None],
+    errors: list[str],
+    indices,
+    users: list[BenchUser],
+    room_ids: list[int],
+) -> None:
+    """Connect members `indices` (join through REST first for voiceroom) into `conns`.
+
+    A member is connected once its socket is open and, for voiceroom, has read its
+    `welcome`. Failures are appended to `errors`; the whole call is bounded in time.
+    """
+    indices = list(indices)
+    # Joins write to the database: as gently as the user set-up.
+    sem = asyncio.Semaphore(
+        cfg.connect_concurrency if cfg.target == "bare" else cfg.setup_concurrency
+    )
+
+    async def connect(i: int) -> None:
+        room = i // cfg.members
+        node = nodes[i % len(nodes)]
+        async with sem:
+            try:
+                if cfg.target == "bare":
+                    path = f"/room/{room}?uid={i + 1}"
+                else:
+                    ans = await loop.run_in_executor(
+                        pool,
+                        node.rest.call,
+                        "POST",
+                        f"/api/rooms/{room_ids[room]}/join",
+                        {},
+                        users[i].token,
+                    )
+                    ws_path = ans.get("ws_url") or f"/ws/rooms/{room_ids[room]}/"
+                    path = f"{ws_path}?ticket={quote(ans['ticket'], safe='')}"
+                _, proto = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: BenchClient(
+                            node.host_header,
+                            path,
+                            stats,
+                            i,
+                            room,
+                            cfg.frame_bytes,
+                            cfg.target == "voiceroom",
+                        ),
+                        node.host,
+                        node.port,
+                    ),
+                    10,
+                )
+                await asyncio.wait_for(proto.ready, 15)
+                conns[i] = proto
+            except (
+                OSError,
+                RestError,
+                HandshakeError,
+                TimeoutError,
+                KeyError,
+                ValueError,
+            ) as exc:
+                errors.append(f"member {i}: {type(exc).__name__}: {exc}")
+
+    await asyncio.wait_for(asyncio.gather(*(connect(i) for i in indices)), 120 + 0.5 * len(indices))
+
+
 async def run_async(cfg: LoadConfig) -> dict:
     cfg.validate()
     loop = asyncio.get_running_loop()
@@ -765,61 +978,10 @@ async def run_async(cfg: LoadConfig) -> dict:
         users: list[BenchUser] = []
         room_ids = list(range(cfg.rooms))
         if cfg.target == "voiceroom":
-            users, room_ids = await _setup_voiceroom(cfg, nodes, loop, pool)
+            users, room_ids = await setup_voiceroom(cfg, nodes, loop, pool)
         _log(cfg, f"connecting {total} sockets to {len(nodes)} node(s) ...")
-        # Joins write to the database: as gently as the user set-up.
-        sem = asyncio.Semaphore(
-            cfg.connect_concurrency if cfg.target == "bare" else cfg.setup_concurrency
-        )
-
-        async def connect(i: int) -> None:
-            room = i // cfg.members
-            node = nodes[i % len(nodes)]
-            async with sem:
-                try:
-                    if cfg.target == "bare":
-                        path = f"/room/{room}?uid={i + 1}"
-                    else:
-                        ans = await loop.run_in_executor(
-                            pool,
-                            node.rest.call,
-                            "POST",
-                            f"/api/rooms/{room_ids[room]}/join",
-                            {},
-                            users[i].token,
-                        )
-                        ws_path = ans.get("ws_url") or f"/ws/rooms/{room_ids[room]}/"
-                        path = f"{ws_path}?ticket={quote(ans['ticket'], safe='')}"
-                    _, proto = await asyncio.wait_for(
-                        loop.create_connection(
-                            lambda: BenchClient(
-                                node.host_header,
-                                path,
-                                stats,
-                                i,
-                                room,
-                                cfg.frame_bytes,
-                                cfg.target == "voiceroom",
-                            ),
-                            node.host,
-                            node.port,
-                        ),
-                        10,
-                    )
-                    await asyncio.wait_for(proto.ready, 15)
-                    conns[i] = proto
-                except (
-                    OSError,
-                    RestError,
-                    HandshakeError,
-                    TimeoutError,
-                    KeyError,
-                    ValueError,
-                ) as exc:
-                    errors.append(f"member {i}: {type(exc).__name__}: {exc}")
-
-        await asyncio.wait_for(
-            asyncio.gather(*(connect(i) for i in range(total))), 120 + 0.5 * total
+        await connect_members(
+            cfg, nodes, loop, pool, stats, conns, errors, range(total), users, room_ids
         )
         connected = sum(1 for c in conns if c is not None)
         per_room = [0] * cfg.rooms
@@ -845,7 +1007,24 @@ async def run_async(cfg: LoadConfig) -> dict:
             for c in conns
             if c is not None and c.index % cfg.members < cfg.speakers
         ]
+        stalled = [c for c in conns if c is not None and cfg.is_stalled(c.index)]
+        stalled_per_room = [0] * cfg.rooms
+        for c in stalled:
+            stalled_per_room[c.room] += 1
+        probe = _Probe(cfg, pool, stalled)
+        await probe.sample("load_start")
+        # Stalled listeners stop reading before the first frame: their buffers (ours in
+        # the kernel, the server's in its transport) fill during the warm-up.
+        for c in stalled:
+            c.stall()
         start_ns = perf_ns()
+        watch_task = None
+        stall_timeline: list = []
+        if stalled:
+            _log(cfg, f"{len(stalled)} listener(s) stopped reading")
+            watch_task = loop.create_task(
+                _watch_stalled(cfg, pool, stalled, start_ns, stall_timeline)
+            )
         stats.w0 = start_ns + int(cfg.warmup * 1e9)
         stats.w1 = stats.w0 + int(cfg.duration * 1e9)
         lt0 = loop.time() + 0.01
@@ -857,24 +1036,187 @@ async def run_async(cfg: LoadConfig) -> dict:
         await asyncio.sleep(max(0.0, (stats.w0 - perf_ns()) / 1e9))
         cpu0 = _sample_cpu(cfg, me)
         t0 = perf_ns()
+        await probe.sample("window_start")
         await asyncio.sleep(max(0.0, (stats.w1 - perf_ns()) / 1e9))
         cpu1 = _sample_cpu(cfg, me)
         t1 = perf_ns()
+        await probe.sample("window_end")
         for sp in speakers:
             sp.stop()
         await asyncio.sleep(cfg.grace)
         progress_task.cancel()
-        result = _report(cfg, stats, conns, per_room, errors, cpu0, cpu1, (t1 - t0) / 1e9)
+        if watch_task is not None:
+            watch_task.cancel()
+        if stalled:
+            await probe.sample("end")
+        result = _report(
+            cfg,
+            stats,
+            conns,
+            per_room,
+            errors,
+            cpu0,
+            cpu1,
+            (t1 - t0) / 1e9,
+            stalled_per_room=stalled_per_room,
+        )
+        result["probes"] = probe.report()
+        if stalled:
+            st = result["stalled"]
+            st.update(await _drain_stalled(cfg, stats, stalled))
+            # Every frame for a stalled listener should be read after it resumes (buffered
+            # somewhere) or counted as dropped_backlog by the server. The rest vanished
+            # without a trace (e.g. discarded with its socket, or a drop not counted).
+            dropped = result["probes"].get("dropped_backlog_run")
+            if dropped is not None:
+                st["frames_unaccounted"] = int(
+                    st["frames_for_stalled_total"]
+                    - st["frames_read_while_stalled"]
+                    - st["frames_read_after_resume"]
+                    - dropped
+                )
+            result["stalled"]["timeline_columns"] = [
+                "s_after_stall",
+                "server_rss_mib",
+                "dropped_backlog_total",
+                "sockets_local",
+                "stalled_client_queued_kib",
+            ]
+            result["stalled"]["timeline"] = stall_timeline
         result["setup_s"] = round(setup_s, 2)
         result["setup_rest_retries"] = sum(n.rest.retries for n in nodes)
     finally:
         gc.enable()
         gc.unfreeze()
-        await _teardown(cfg, conns)
+        await teardown(cfg, conns)
         pool.shutdown(wait=False, cancel_futures=True)
     if cfg.json_path:
         write_json(cfg.json_path, result)
     return result
+
+
+class _Probe:
+    """Server RSS and /metrics at named moments of the run (window start and end ...)."""
+
+    def __init__(self, cfg: LoadConfig, pool, stalled: list[BenchClient]) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.stalled = stalled
+        self.rss: dict[str, int | None] = {}
+        self.queued: dict[str, int] = {}
+        self.metrics: dict[str, dict[str, float] | None] = {}
+
+    async def sample(self, name: str) -> None:
+        self.rss[name] = servers_rss(self.cfg.server_pids)
+        if self.stalled:
+            self.queued[name] = sum(c.queued_bytes() for c in self.stalled)
+        if self.cfg.want_metrics():
+            loop = asyncio.get_running_loop()
+            self.metrics[name] = await loop.run_in_executor(
+                self.pool, scrape_metrics, self.cfg.urls
+            )
+
+    def delta(self, a: str, b: str) -> dict[str, float] | None:
+        m0, m1 = self.metrics.get(a), self.metrics.get(b)
+        if m0 is None or m1 is None:
+            return None
+        return {
+            k: m1[k] - m0.get(k, 0.0)
+            for k in sorted(m1)
+            if k.startswith("voiceroom_voice_") and k.endswith("_total")
+        }
+
+    def report(self) -> dict:
+        mib = {k: None if v is None else round(v / 2**20, 1) for k, v in self.rss.items()}
+        window = self.delta("window_start", "window_end")
+        out: dict[str, Any] = {
+            "server_rss_mib": mib,
+            # Bytes the kernel holds, unread, at the stalled listeners (client side).
+            "stalled_client_queued_kib": {k: round(v / 1024) for k, v in self.queued.items()},
+            "metrics": None,
+            "dropped_backlog_window": None,
+            "dropped_backlog_warmup": None,
+        }
+        if self.cfg.want_metrics():
+            warmup = self.delta("load_start", "window_start")
+            out["metrics"] = {
+                "warmup_delta": warmup,
+                "window_delta": window,
+                "sockets_local": {
+                    k: (m or {}).get("voiceroom_sockets_local") for k, m in self.metrics.items()
+                },
+            }
+            key = "voiceroom_voice_dropped_backlog_total"
+            out["dropped_backlog_window"] = None if window is None else window.get(key)
+            out["dropped_backlog_warmup"] = None if warmup is None else warmup.get(key)
+            if "end" in self.metrics:
+                run = self.delta("load_start", "end")
+                out["metrics"]["run_delta"] = run
+                out["dropped_backlog_run"] = None if run is None else run.get(key)
+        return out
+
+
+async def _watch_stalled(
+    cfg: LoadConfig, pool, stalled: list[BenchClient], start_ns: int, timeline: list
+) -> None:
+    """While listeners are stalled: has the server closed one (the kernel's TCP state,
+    every 0.5 s)? And once a second a timeline row: seconds since the stall, the servers'
+    RSS (MiB), their dropped_backlog and local sockets (/metrics), what the stalled
+    listeners' kernel holds unread (KiB)."""
+    loop = asyncio.get_running_loop()
+    tick = 0
+    while True:
+        for c in stalled:
+            if c.peer_closed_after_s is None:
+                state = c.tcp_state()
+                if state not in (0, 1):  # no longer ESTABLISHED: the server closed it
+                    c.peer_closed_after_s = round((perf_ns() - start_ns) / 1e9, 1)
+                    c.peer_closed_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+                    c.peer_closed_state = state
+        if tick % 2 == 0:
+            t = round((perf_ns() - start_ns) / 1e9, 1)
+            rss = servers_rss(cfg.server_pids)
+            queued = sum(c.queued_bytes() for c in stalled)
+            dropped = sockets = None
+            if cfg.want_metrics():
+                m = await loop.run_in_executor(pool, scrape_metrics, cfg.urls)
+                if m is not None:
+                    dropped = m.get("voiceroom_voice_dropped_backlog_total")
+                    sockets = m.get("voiceroom_sockets_local")
+            mib = None if rss is None else round(rss / 2**20, 1)
+            timeline.append([t, mib, dropped, sockets, round(queued / 1024)])
+        tick += 1
+        await asyncio.sleep(0.5)
+
+
+async def _drain_stalled(cfg: LoadConfig, stats: Stats, stalled: list[BenchClient]) -> dict:
+    """After the report: let the stalled listeners read again, see what reaches them."""
+    closed = sum(1 for c in stalled if c.state == CLOSED)
+    peer_closed = sorted(
+        (c.peer_closed_after_s, c.peer_closed_at, c.peer_closed_state)
+        for c in stalled
+        if c.peer_closed_after_s is not None
+    )
+    queued_max = [c.queued_max for c in stalled]
+    before = stats.stalled_recv
+    for c in stalled:
+        c.unstall()
+    last, quiet_since = stats.stalled_recv, time.monotonic()
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 0.5:
+        await asyncio.sleep(0.1)
+        if stats.stalled_recv != last:
+            last, quiet_since = stats.stalled_recv, time.monotonic()
+    return {
+        "frames_read_while_stalled": before,
+        "frames_read_after_resume": stats.stalled_recv - before,
+        "closed_before_resume": closed,
+        # Seen in the kernel while stalled: (seconds after the stall, UTC time, TCP state).
+        "server_closed": [list(x) for x in peer_closed],
+        "client_queued_max_kib": round(max(queued_max) / 1024) if queued_max else None,
+        "closed_after_resume": sum(1 for c in stalled if c.state == CLOSED),
+        "close_codes": sorted({c.close_code for c in stalled if c.close_code is not None}),
+    }
 
 
 def write_json(path: str, data: Any) -> None:
@@ -882,7 +1224,7 @@ def write_json(path: str, data: Any) -> None:
     Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 
-async def _teardown(cfg: LoadConfig, conns: list[BenchClient | None]) -> None:
+async def teardown(cfg: LoadConfig, conns: list[BenchClient | None]) -> None:
     live = [c for c in conns if c is not None and c.state == OPEN]
     for c in live:
         if cfg.target == "voiceroom":
@@ -935,8 +1277,14 @@ async def _progress(cfg: LoadConfig, stats: Stats, start_ns: int) -> None:
         last_recv, last_sent = recv, sent
 
 
-def _report(cfg, stats, conns, per_room, errors, cpu0, cpu1, seconds) -> dict:
-    expected = sum(stats.sent_win_room[r] * max(0, per_room[r] - 1) for r in range(cfg.rooms))
+def _report(cfg, stats, conns, per_room, errors, cpu0, cpu1, seconds, stalled_per_room=None):
+    # Each frame is expected by every other connected member of its room, except the
+    # stalled listeners (they are not reading; what reaches them is not measured).
+    stalled_per_room = stalled_per_room or [0] * cfg.rooms
+    expected = sum(
+        stats.sent_win_room[r] * max(0, per_room[r] - 1 - stalled_per_room[r])
+        for r in range(cfg.rooms)
+    )
     received = stats.win_recv
     lat = sorted(stats.lat)
     lat_ms = {
@@ -1000,6 +1348,7 @@ def _report(cfg, stats, conns, per_room, errors, cpu0, cpu1, seconds) -> dict:
             "duration": cfg.duration,
             "warmup": cfg.warmup,
             "grace": cfg.grace,
+            "stalled": cfg.stalled,
         },
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "hostname": socket.gethostname(),
@@ -1014,6 +1363,19 @@ def _report(cfg, stats, conns, per_room, errors, cpu0, cpu1, seconds) -> dict:
             "failed": len(errors),
             "errors": errors[:10],
             "server_close_codes": {str(k): v for k, v in stats.close_codes.items()},
+        },
+        "stalled": {
+            "per_room": cfg.stalled,
+            "sockets": sum(stalled_per_room),
+            # Frames sent in the window into rooms with stalled listeners, times those
+            # listeners: what the server had to drop (or buffer) for them.
+            "frames_for_stalled_in_window": sum(
+                stats.sent_win_room[r] * stalled_per_room[r] for r in range(cfg.rooms)
+            ),
+            # The same over the whole run (they stall before the first frame).
+            "frames_for_stalled_total": sum(
+                stats.sent_room[r] * stalled_per_room[r] for r in range(cfg.rooms)
+            ),
         },
         "sent_total": stats.sent,
         "sent_in_window": sum(stats.sent_win_room),
@@ -1056,7 +1418,7 @@ def summary_line(res: dict) -> str:
     def f(v, fmt="{:.1f}"):
         return "-" if v is None else fmt.format(v)
 
-    return (
+    line = (
         f"{res.get('target')} {res.get('label', '')}:"
         f" deliveries/s {f(res['deliveries_per_s'], '{:.0f}')}"
         f" (expected {f(res['expected_deliveries_per_s'], '{:.0f}')}),"
@@ -1068,6 +1430,21 @@ def summary_line(res: dict) -> str:
         f" loadgen CPU {f(res['loadgen_cpu_pct'], '{:.0f}')}%"
         f" ({f(res['loadgen_cpu_us_per_delivery'])} us/delivery)"
     )
+    probes = res.get("probes") or {}
+    rss = probes.get("server_rss_mib") or {}
+    if rss.get("window_start") is not None:
+        line += (
+            f", server RSS MiB {f(rss.get('load_start'))} (load start)"
+            f" {f(rss.get('window_start'))} -> {f(rss.get('window_end'))} (window)"
+        )
+    stalled = res.get("stalled") or {}
+    if stalled.get("sockets"):
+        line += (
+            f"; {stalled['sockets']} stalled listener(s) (not measured),"
+            f" dropped_backlog in window {f(probes.get('dropped_backlog_window'), '{:.0f}')}"
+            f" of {stalled['frames_for_stalled_in_window']} frames for them"
+        )
+    return line
 
 
 def run(cfg: LoadConfig | None = None, **kwargs) -> dict:
@@ -1115,6 +1492,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--setup-concurrency", type=int, default=4)
     p.add_argument("--user-cache", default=None, help="JSON file to reuse bench users")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--stalled",
+        type=int,
+        default=0,
+        help="listeners per room that stop reading when the load starts (not measured)",
+    )
+    p.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="do not scrape /metrics (never scraped for --target bare)",
+    )
     return p
 
 
@@ -1138,6 +1526,8 @@ def main(argv: list[str] | None = None) -> int:
         setup_concurrency=args.setup_concurrency,
         user_cache=args.user_cache,
         progress=not args.quiet,
+        stalled=args.stalled,
+        metrics=False if args.no_metrics else None,
     )
     try:
         cfg.validate()

@@ -4,6 +4,7 @@
     python -m bench.run --scenario default --server both   # bare + uvicorn + daphne
     python -m bench.run --rooms 20 --no-redis
     python -m bench.run --ladder                           # 10, 20, 30 ... rooms
+    python -m bench.run --scenario stalled --server both   # 1 listener per room stops reading
 
 Servers are pinned to core 0 (`taskset -c 0`), the load generator to core 1. Every
 figure that matters is a ratio to the bare relay of the same run ("x bare"). Results go
@@ -47,7 +48,16 @@ SCENARIOS = {
     # Few big rooms: fan-out of 99 per frame.
     "big-rooms": {"rooms": 2, "members": 100, "speakers": 2, "fps": 50, "frame_bytes": 120,
                   "duration": 20, "warmup": 5},
+    # One listener per room stops reading when the load starts. 4,000-byte frames send
+    # ~400 KB/s towards each stalled socket, so the kernel's buffers (~4 MB on the server
+    # side here: tcp_wmem max) fill within the warm-up; 1,000-byte ones took longer than the
+    # run. Latency and loss are measured over the other listeners; /metrics and RSS around
+    # the window.
+    "stalled": {"rooms": 10, "members": 20, "speakers": 2, "fps": 50, "frame_bytes": 4000,
+                "duration": 30, "warmup": 10, "stalled": 1},
 }  # fmt: skip
+PARAM_KEYS = ("rooms", "members", "speakers", "fps", "frame_bytes", "duration", "warmup",
+              "stalled")  # fmt: skip
 
 
 def log(msg: str) -> None:
@@ -235,7 +245,7 @@ class Runner:
             "--speakers", str(p["speakers"]), "--fps", str(p["fps"]),
             "--frame-bytes", str(p["frame_bytes"]), "--duration", str(p["duration"]),
             "--warmup", str(p["warmup"]), "--json", str(out), "--label", label,
-            "--user-cache", self.user_cache,
+            "--user-cache", self.user_cache, "--stalled", str(p.get("stalled", 0)),
             # SQLite refuses concurrent writers ("database is locked"): one at a time.
             "--setup-concurrency", "1" if self.database_url.startswith("sqlite") else "4",
         ]  # fmt: skip
@@ -254,7 +264,9 @@ class Runner:
         res["server"] = label
         return res
 
-    def run_bare(self, rooms: int) -> dict:
+    @contextlib.contextmanager
+    def bare_node(self):
+        """The bare relay on the server core; yields (proc, url)."""
         port = free_port()
         logf = self.workdir / "bare.log"
         argv = [
@@ -272,9 +284,13 @@ class Runner:
             )
         try:
             wait_port("127.0.0.1", port, proc, 20)
-            return self.loadgen("bare", [f"http://127.0.0.1:{port}"], [proc.pid], "bare", rooms)
+            yield proc, f"http://127.0.0.1:{port}"
         finally:
             stop(proc)
+
+    def run_bare(self, rooms: int) -> dict:
+        with self.bare_node() as (proc, url):
+            return self.loadgen("bare", [url], [proc.pid], "bare", rooms)
 
     def server_argv(self, server: str, port: int) -> list[str]:
         if server == "uvicorn":
@@ -295,14 +311,19 @@ class Runner:
             ]
         raise ValueError(server)
 
-    def run_server(self, server: str, rooms: int) -> dict:
+    @contextlib.contextmanager
+    def server_nodes(self, server: str, nodes: int):
+        """`nodes` voiceroom nodes on the server core, /healthz answered; yields (procs, urls).
+
+        On an error the tail of the server log is printed.
+        """
         self.migrate()
         procs: list[subprocess.Popen] = []
         urls: list[str] = []
-        logf = self.workdir / f"{server}.log"
+        logf = self.log_path(server)
         try:
             with logf.open("ab") as fh:
-                for _ in range(self.args.nodes):
+                for _ in range(nodes):
                     port = free_port()
                     procs.append(
                         subprocess.Popen(
@@ -316,13 +337,37 @@ class Runner:
                     urls.append(f"http://127.0.0.1:{port}")
             for proc, url in zip(procs, urls, strict=True):
                 wait_healthz(url, proc, 90)
-            return self.loadgen("voiceroom", urls, [p.pid for p in procs], server, rooms)
+            yield procs, urls
         except Exception:
             log(f"{server} log tail ({logf}):\n{tail(logf)}")
             raise
         finally:
             for proc in procs:
                 stop(proc)
+
+    def log_path(self, server: str) -> Path:
+        return self.workdir / f"{server}.log"
+
+    def run_server(self, server: str, rooms: int) -> dict:
+        logf = self.log_path(server)
+        offset = logf.stat().st_size if logf.exists() else 0
+        with self.server_nodes(server, self.args.nodes) as (procs, urls):
+            res = self.loadgen("voiceroom", urls, [p.pid for p in procs], server, rooms)
+        res["server_log"] = log_problems(logf, offset)
+        return res
+
+
+def log_problems(path: Path, offset: int = 0) -> dict:
+    """Error lines and tracebacks the server logged during one run (from byte `offset`)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return {"lines": 0, "problems": 0, "first": []}
+    lines = text.splitlines()
+    bad = [ln for ln in lines if "Traceback" in ln or "ERROR" in ln or "CRITICAL" in ln]
+    return {"lines": len(lines), "problems": len(bad), "first": [b[:300] for b in bad[:5]]}
 
 
 def _fmt(v, fmt: str = "{:.1f}") -> str:
@@ -351,6 +396,44 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def stalled_table(rows: list[dict]) -> str:
+    """The stalled-listener view: the others' latency and loss, drops, server memory."""
+    head = (
+        "| rooms | server | stalled | others' loss % | p50 ms | p99 ms | max ms "
+        "| dropped_backlog (window) | frames for stalled (window) | dropped_backlog (warm-up) "
+        "| RSS MiB load start | RSS MiB window start | RSS MiB window end "
+        "| stalled closed by server (s after stall) | frames for stalled (run) "
+        "| read after resume | neither read nor counted | server CPU us/delivery | x bare |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['rooms']} | {r['server']} | failed: {r['error'][:80]} |")
+            continue
+        lat, st = r["latency_ms"], r.get("stalled") or {}
+        pr = r.get("probes") or {}
+        rss = pr.get("server_rss_mib") or {}
+        closed = [c[0] for c in st.get("server_closed") or []]
+        when = f"{len(closed)}" + (f" ({min(closed):.0f}-{max(closed):.0f})" if closed else "")
+        lines.append(
+            f"| {r['params']['rooms']} | {r['server']} | {st.get('sockets', 0)} "
+            f"| {_fmt(r['loss_pct'], '{:.2f}')} | {_fmt(lat['p50'], '{:.2f}')} "
+            f"| {_fmt(lat['p99'], '{:.2f}')} | {_fmt(lat['max'], '{:.1f}')} "
+            f"| {_fmt(pr.get('dropped_backlog_window'), '{:.0f}')} "
+            f"| {st.get('frames_for_stalled_in_window', '-')} "
+            f"| {_fmt(pr.get('dropped_backlog_warmup'), '{:.0f}')} "
+            f"| {_fmt(rss.get('load_start'))} | {_fmt(rss.get('window_start'))} "
+            f"| {_fmt(rss.get('window_end'))} | {when} "
+            f"| {st.get('frames_for_stalled_total', '-')} "
+            f"| {st.get('frames_read_after_resume', '-')} "
+            f"| {_fmt(st.get('frames_unaccounted'), '{:.0f}')} "
+            f"| {_fmt(r['server_cpu_us_per_delivery'])} "
+            f"| {_fmt(r.get('x_bare'), '{:.2f}')} |"
+        )
+    return "\n".join(lines)
+
+
 def passed(res: dict, max_p99: float, max_loss: float) -> bool:
     if "error" in res or res.get("loss_pct") is None:
         return False
@@ -362,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
-    for name in ("rooms", "members", "speakers", "fps", "frame-bytes", "duration", "warmup"):
+    for key in PARAM_KEYS:
+        name = key.replace("_", "-")
         p.add_argument(f"--{name}", type=float if name in ("duration", "warmup") else int)
     p.add_argument("--server", choices=["uvicorn", "daphne", "both", "none"], default="uvicorn",
                    help="voiceroom server(s) to measure after the bare relay")  # fmt: skip
@@ -389,8 +473,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
-    params = dict(SCENARIOS[args.scenario])
-    for key in ("rooms", "members", "speakers", "fps", "frame_bytes", "duration", "warmup"):
+    params = {"stalled": 0, **SCENARIOS[args.scenario]}
+    for key in PARAM_KEYS:
         value = getattr(args, key)
         if value is not None:
             params[key] = value
@@ -453,6 +537,8 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         if not args.keep_workdir:
             shutil.rmtree(runner.workdir, ignore_errors=True)
     md = table(rows)
+    if params.get("stalled"):
+        md += "\n\n" + stalled_table(rows)
     summary = {
         "started": started.isoformat(timespec="seconds"),
         "scenario": args.scenario,
@@ -476,6 +562,10 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     for r in rows:
         for w in r.get("warnings", []):
             print(f"WARNING ({r['server']}, {r['params']['rooms']} rooms): {w}")
+        problems = (r.get("server_log") or {}).get("problems")
+        if problems:
+            first = r["server_log"]["first"][0]
+            print(f"WARNING ({r['server']}): the server logged {problems} error line(s): {first}")
     return 0 if all("error" not in r for r in rows) else 1
 
 
