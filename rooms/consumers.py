@@ -105,6 +105,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     await self.dispatch(message)
                 except StopConsumer:
                     return
+                except OSError:
+                    # The socket went away under an event (uvicorn's ClientDisconnected):
+                    # nothing to tell it any more; its disconnect handler cleans up.
+                    logger.debug("event for a closed socket dropped", exc_info=True)
                 except Exception:
                     logger.exception(
                         "handling %s failed (room %s, user %s)",

@@ -138,10 +138,10 @@ class Endpoint:
                 if waiting_on is None:
                     await asyncio.sleep(0)
                 else:
-                    try:
-                        await waiting_on
-                    except BaseException:
-                        pass  # the coroutine sees the outcome through the future itself
+                    # Wait for the future the send is blocked on without awaiting it: it
+                    # was already yielded once (the C Future refuses a second await), and
+                    # its outcome reaches the send coroutine when it is resumed below.
+                    await asyncio.wait((waiting_on,))
                 try:
                     waiting_on = coro.send(None)
                 except StopIteration:

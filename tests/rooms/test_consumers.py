@@ -588,9 +588,8 @@ async def test_a_refused_leave_keeps_the_member_in_the_room(monkeypatch):
 
 
 async def test_chat_that_cannot_be_sent_is_an_error_for_the_sender(monkeypatch):
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
     from channels.layers import get_channel_layer
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
     room, a, b = await two_members()
 

@@ -150,3 +150,21 @@ async def test_the_lag_watch_notices_a_blocked_loop():
             break
     assert relay.overloaded is False
     relay._lag_task.cancel()
+
+
+async def test_a_send_still_blocked_when_its_finisher_runs_completes_and_counts_later_drops():
+    """The stalled-listener case: the finisher starts while the transport is still paused."""
+    relay = Relay()
+    (a, _), (slow, s_slow) = endpoint(relay, 1), endpoint(relay, 2)
+    s_slow.paused = True
+    relay.voice_in(a, b"first")
+    await asyncio.sleep(0.02)  # the finisher is now waiting on the paused transport
+    assert slow.busy
+    before = stats.dropped_backlog
+    for _ in range(3):
+        relay.voice_in(a, b"later")
+    assert stats.dropped_backlog - before == 3 and slow.busy
+    s_slow.paused = False
+    s_slow.resume.set()
+    await asyncio.sleep(0.02)
+    assert not slow.busy and [f[9:] for f in s_slow.sent] == [b"first"]
