@@ -75,7 +75,6 @@ class Store(Protocol):
     def heartbeat(self, node: str, now: float) -> None: ...
     def claim_dead_nodes(self, now: float, dead_after: float) -> list[str]: ...
     def detach_node(self, node: str) -> list[Session]: ...
-    def forget_node(self, node: str) -> None: ...
     def clear(self) -> None: ...
 
 
@@ -209,9 +208,6 @@ class LocalStore:
 
     def detach_node(self, node):
         return []
-
-    def forget_node(self, node):
-        pass
 
     def clear(self):
         with self._lock:
@@ -395,9 +391,6 @@ class RedisStore:
                     detached.append(updated)
         self.r.delete(f"{self.p}n:{node}")
         return detached
-
-    def forget_node(self, node):
-        self.r.hdel(f"{self.p}nodes", node)
 
     def clear(self):
         keys = list(self.r.scan_iter(match=f"{self.p}*", count=1000))

@@ -75,14 +75,3 @@ def ensure_running() -> None:
         return
     _loop = loop
     _task = loop.create_task(_run())
-
-
-async def stop() -> None:
-    global _task
-    if _task is not None:
-        _task.cancel()
-        try:
-            await _task
-        except (asyncio.CancelledError, Exception):
-            pass
-        _task = None

@@ -485,11 +485,6 @@ class VoiceBus:
                 except Exception:
                     pass
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        self._tasks = []
-
 
 relay = Relay()
 

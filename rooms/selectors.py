@@ -101,14 +101,6 @@ def participant_list(*, room_id: int) -> list[dict]:
     return [participant_dict(m, sessions[m.user_id]) for m in memberships]
 
 
-def participant_get(*, room_id: int, user_id: int) -> dict | None:
-    session = presence.store().get(room_id, user_id)
-    membership = membership_find(room_id=room_id, user_id=user_id)
-    if session is None or membership is None:
-        return None
-    return participant_dict(membership, session)
-
-
 def seat_list(*, room: Room) -> list[dict]:
     seated = dict(
         Membership.objects.filter(room=room, seat__isnull=False).values_list("seat", "user_id")

@@ -525,10 +525,6 @@ def member_set_role(*, room: Room, actor: User | None, user_id: int, role: str) 
     return target
 
 
-def _unique_violation(exc: IntegrityError) -> bool:
-    return "membership_room_seat" in str(exc) or "UNIQUE" in str(exc).upper()
-
-
 # --- live participation (called by the WebSocket consumer and the reaper) ---------------
 
 
