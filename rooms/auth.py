@@ -19,6 +19,7 @@ from channels.security.websocket import OriginValidator as ChannelsOriginValidat
 from django.conf import settings
 
 from rooms import presence, services
+from rooms.relay import stats
 
 
 @dataclass(frozen=True)
@@ -118,3 +119,44 @@ class OriginValidator(ChannelsOriginValidator):
         if parsed_origin is None:
             return True
         return self.validate_origin(parsed_origin)
+
+
+class AddressLimitMiddleware:
+    """At most VOICEROOM_MAX_SOCKETS_PER_ADDRESS open sockets per client address on this
+    node (0: no limit), counted before any credential is looked at, so a flood of
+    sockets from one address costs no database work. Over the limit: accept, then close
+    4029, like every other refusal. The address is the server's `client`, which uvicorn
+    and daphne take from X-Forwarded-For when run with --proxy-headers behind a proxy.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.open: dict[str, int] = {}
+
+    async def __call__(self, scope, receive, send):
+        limit = settings.VOICEROOM_MAX_SOCKETS_PER_ADDRESS
+        address = (scope.get("client") or ("",))[0] or ""
+        count = self.open.get(address, 0)
+        if limit and count >= limit:
+            stats.refused_limit += 1
+            await refuse(receive, send, services.CLOSE_TOO_MANY_SOCKETS)
+            return
+        self.open[address] = count + 1
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            left = self.open.get(address, 1) - 1
+            if left > 0:
+                self.open[address] = left
+            else:
+                self.open.pop(address, None)
+
+
+async def refuse(receive, send, code: int) -> None:
+    """Complete the handshake, then close with `code` (clients can read a close code,
+    not why an upgrade failed)."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": code})

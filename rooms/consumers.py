@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
@@ -35,7 +36,7 @@ from rooms.protocol import (
     dumps,
     parse_text_frame,
 )
-from rooms.relay import Endpoint, ensure_bus, relay
+from rooms.relay import Endpoint, ensure_bus, relay, stats
 from voiceroom.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         ensure_bus()
         reaper.ensure_running()
+        if self._over_socket_limit(auth.user_id):
+            stats.refused_limit += 1
+            await self._close(services.CLOSE_TOO_MANY_SOCKETS)
+            return
         result = await _db(services.participant_connect)(
             room_id=self.room_id,
             user_id=auth.user_id,
@@ -173,6 +178,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
         self.endpoint.can_speak = self.state.can_speak()
         relay.add(self.endpoint)
+
+    def _over_socket_limit(self, user_id: int) -> bool:
+        """VOICEROOM_MAX_SOCKETS_PER_USER on this node, over all rooms; a socket that will
+        replace this user's socket in this room (a resume, a reconnect) does not count."""
+        limit = settings.VOICEROOM_MAX_SOCKETS_PER_USER
+        if not limit:
+            return False
+        others = relay.sockets_of(user_id) - (relay.local(self.room_id, user_id) is not None)
+        return others >= limit
 
     async def disconnect(self, code):
         ep = self.endpoint

@@ -29,6 +29,22 @@ class RelayCollector(Collector):
     def collect(self):
         for name, doc in _COUNTERS.items():
             yield CounterMetricFamily(f"voiceroom_voice_{name}", doc, value=getattr(stats, name))
+        yield CounterMetricFamily(
+            "voiceroom_sockets_closed_stalled",
+            "Sockets closed with 4014 because they took no data for "
+            "VOICEROOM_STALLED_SOCKET_CLOSE_S",
+            value=stats.closed_stalled,
+        )
+        yield CounterMetricFamily(
+            "voiceroom_sockets_aborted_stalled",
+            "Stalled sockets aborted because even the 4014 close could not leave",
+            value=stats.aborted_stalled,
+        )
+        yield CounterMetricFamily(
+            "voiceroom_sockets_refused_limit",
+            "Sockets closed with 4029: too many sockets for one user or one address",
+            value=stats.refused_limit,
+        )
         yield GaugeMetricFamily(
             "voiceroom_rooms_local", "Rooms with sockets on this node", value=len(relay.rooms)
         )

@@ -7,7 +7,12 @@ Design (measured in docs/benchmarks.md; facts from the relay probe):
   database. The 9-byte header and the ASGI message are built once per frame.
 - A socket whose transport is paused by flow control (its reader stopped) is skipped,
   never awaited: its frames are dropped and counted, so one stalled listener cannot
-  hold up its room. The send that found it paused finishes in a task of its own.
+  hold up its room. The send that found it paused finishes in a task of its own. So a
+  listener's backlog is bounded by the server's write buffer (its high-water mark) plus
+  the kernel's socket buffer, and voice is what gets dropped; events wait their turn.
+- A socket that stays backed up (or stuck closing) for VOICEROOM_STALLED_SOCKET_CLOSE_S
+  is hopeless for live voice: it is closed with 4014, and aborted if even that close
+  cannot leave (see `Relay._sweep_stalled` and rooms/sockets.py).
 - With Redis, while another node has sockets in the room, each frame is also queued
   for ONE `PUBLISH` to the room's voice channel; one task per process pipelines
   whatever is queued. One subscriber connection per process listens to the voice
@@ -40,6 +45,7 @@ from rooms.protocol import (
     VOICE_WHISPER,
     Bucket,
 )
+from rooms.sockets import ServerSocket, server_socket
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +56,10 @@ class Stats:
     """Plain counters, read by the Prometheus collector at scrape time (no cost per frame)."""
 
     __slots__ = (
+        "aborted_stalled",
         "bus_published",
         "bus_received",
+        "closed_stalled",
         "deliveries",
         "dropped_backlog",
         "dropped_muted",
@@ -60,6 +68,7 @@ class Stats:
         "frames_in",
         "frames_oversized",
         "frames_relayed",
+        "refused_limit",
     )
 
     def __init__(self) -> None:
@@ -84,6 +93,9 @@ class Endpoint:
         "saved_seq",
         "send",
         "seq",
+        "server",
+        "stall_close_sent",
+        "stalled_since",
         "target",
         "user_id",
         "voice_bucket",
@@ -113,6 +125,11 @@ class Endpoint:
         self.voice_bucket = Bucket(VOICE_RATE, VOICE_BURST, now)
         self.abuse = Bucket(ABUSE_REFILL, ABUSE_BUDGET, now)
         self.on_abuse = on_abuse
+        # Since when the socket could not take data (0.0: it can), whether the 4014 close
+        # was tried, and the server's view of the connection (None under a test harness).
+        self.stalled_since = 0.0
+        self.stall_close_sent = False
+        self.server: ServerSocket | None = server_socket(send, self)
 
     def offer(self, message: dict[str, Any]) -> None:
         """Write now if the socket can take it; drop (and count) if it is backed up."""
@@ -130,6 +147,8 @@ class Endpoint:
         # The server's send suspended (flow control paused the transport). Let it finish
         # on its own; until it does, this socket gets no more voice.
         self.busy = True
+        if not self.stalled_since:
+            self.stalled_since = time.monotonic()
         asyncio.get_running_loop().create_task(self._finish(coro, waiting_on))
 
     async def _finish(self, coro, waiting_on) -> None:
@@ -153,7 +172,21 @@ class Endpoint:
             coro.close()
         finally:
             self.busy = False
+            self.stalled_since = 0.0  # it took data again
 
+    def stuck(self) -> bool:
+        """Whether the socket cannot take data now (backed up, or closing and not gone)."""
+        return self.busy or (self.server is not None and self.server.stuck())
+
+    async def close_stalled(self, code: int) -> None:
+        try:
+            await self.send({"type": "websocket.close", "code": code})
+        except Exception:  # aborted meanwhile, or gone: nothing left to tell it
+            pass
+
+
+CLOSE_TOO_SLOW = 4014  # the socket stopped taking data: resume when you read again
+STALL_GRACE_S = 2.0  # after the 4014 close was queued, before the connection is aborted
 
 # Load shedding: when the event loop runs this late, the process is past what one core
 # can relay. Voice that late is useless, so new frames are dropped (and counted) until
@@ -168,6 +201,71 @@ class Relay:
         self.overloaded = False
         self._lag_task: asyncio.Task | None = None
         self._lag_loop: asyncio.AbstractEventLoop | None = None
+        self._stall_task: asyncio.Task | None = None
+        self._stall_loop: asyncio.AbstractEventLoop | None = None
+        self._users: dict[int, int] = {}  # user -> local sockets (all rooms)
+        self._closing: set[asyncio.Future] = set()  # 4014 closes under way
+
+    def watch_stalls(self, limit_s: float) -> None:
+        """Close hopeless sockets: see `sweep_stalled`. Once per process and event loop."""
+        if limit_s <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        if self._stall_task is not None and not self._stall_task.done():
+            if self._stall_loop is loop:
+                return
+        self._stall_loop = loop
+        self._stall_task = loop.create_task(self._watch_stalls(limit_s))
+
+    async def _watch_stalls(self, limit_s: float) -> None:
+        every = min(1.0, limit_s / 4)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                self.sweep_stalled(limit_s, time.monotonic())
+            except Exception:  # never let the watch die
+                logger.exception("stalled-socket sweep failed")
+
+    def sweep_stalled(self, limit_s: float, now: float) -> None:
+        """A socket that could not take data for `limit_s` is hopeless for live voice.
+
+        It is closed with 4014 (the close frame leaves if the client reads again in
+        time); if it is still stuck STALL_GRACE_S later, the connection is aborted, as a
+        client that does not read cannot receive a close. Either way its consumer sees the
+        disconnect and the member enters the resume window, like any dropped socket.
+        """
+        for room in list(self.rooms.values()):
+            for ep in list(room.values()):
+                if not ep.stuck():
+                    ep.stalled_since = 0.0
+                    continue
+                if not ep.stalled_since:
+                    ep.stalled_since = now
+                    continue
+                stalled = now - ep.stalled_since
+                if stalled < limit_s:
+                    continue
+                if not ep.stall_close_sent:
+                    ep.stall_close_sent = True
+                    stats.closed_stalled += 1
+                    logger.warning(
+                        "user %s in room %s took no data for %.1f s: closing with %d",
+                        ep.user_id,
+                        ep.room_id,
+                        stalled,
+                        CLOSE_TOO_SLOW,
+                    )
+                    task = asyncio.ensure_future(ep.close_stalled(CLOSE_TOO_SLOW))
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
+                elif stalled >= limit_s + STALL_GRACE_S and ep.server is not None:
+                    if ep.server.abort():
+                        stats.aborted_stalled += 1
+                        logger.warning(
+                            "user %s in room %s still stuck: connection aborted",
+                            ep.user_id,
+                            ep.room_id,
+                        )
 
     def watch_lag(self, limit_s: float) -> None:
         if limit_s <= 0:
@@ -196,6 +294,8 @@ class Relay:
             room = self.rooms[endpoint.room_id] = {}
             if self.bus is not None:
                 self.bus.watch(endpoint.room_id)
+        if room.get(endpoint.user_id) is None:
+            self._users[endpoint.user_id] = self._users.get(endpoint.user_id, 0) + 1
         room[endpoint.user_id] = endpoint
 
     def remove(self, endpoint: Endpoint) -> None:
@@ -203,6 +303,11 @@ class Relay:
         if room is None or room.get(endpoint.user_id) is not endpoint:
             return
         del room[endpoint.user_id]
+        left = self._users.get(endpoint.user_id, 1) - 1
+        if left > 0:
+            self._users[endpoint.user_id] = left
+        else:
+            self._users.pop(endpoint.user_id, None)
         if not room:
             del self.rooms[endpoint.room_id]
             if self.bus is not None:
@@ -233,6 +338,10 @@ class Relay:
                     ep.saved_seq = ep.seq
                     moved.append((ep.room_id, ep.user_id, ep.channel, ep.seq))
         return moved
+
+    def sockets_of(self, user_id: int) -> int:
+        """How many rooms this user has a socket in on this node."""
+        return self._users.get(user_id, 0)
 
     def local(self, room_id: int, user_id: int) -> Endpoint | None:
         return self.rooms.get(room_id, {}).get(user_id)
@@ -497,6 +606,7 @@ def ensure_bus() -> None:
     from rooms.presence import NODE_ID
 
     relay.watch_lag(settings.VOICEROOM_SHED_AFTER_LAG_MS / 1000)
+    relay.watch_stalls(settings.VOICEROOM_STALLED_SOCKET_CLOSE_S)
     _drain_on_daphne_shutdown()
     if not settings.REDIS_URL:
         return

@@ -46,6 +46,8 @@ CLOSE_FULL = 4009
 CLOSE_KICKED = 4010
 CLOSE_ROOM_CLOSED = 4011
 CLOSE_REPLACED = 4012
+CLOSE_TOO_SLOW = 4014  # sent by rooms.relay (it does not import this module)
+CLOSE_TOO_MANY_SOCKETS = 4029
 
 
 # --- helpers -------------------------------------------------------------------------

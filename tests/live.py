@@ -50,11 +50,15 @@ def server_command(kind: str, port: int) -> list[str]:
             "--loop",
             "uvloop",
             "--http",
-            "httptools",
+            "voiceroom.uvicorn:HttpToolsProtocol",
             "--ws",
             "websockets-sansio",
             "--ws-per-message-deflate",
             "false",
+            "--ws-ping-interval",
+            "20",
+            "--ws-ping-timeout",
+            "20",
             "--lifespan",
             "off",
             "--log-level",
@@ -82,8 +86,11 @@ def base_env(**extra: str) -> dict[str, str]:
 class Node:
     """One server process."""
 
-    def __init__(self, kind: str, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(
+        self, kind: str, env: dict[str, str], port: int | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.kind = kind
+        self.args = args  # appended to the server's command line (later options win)
         self.port = port or free_port()
         self.env = env
         self.log = tempfile.NamedTemporaryFile(
@@ -101,7 +108,7 @@ class Node:
 
     def start(self, timeout: float = 30) -> Node:
         self.proc = subprocess.Popen(
-            server_command(self.kind, self.port),
+            [*server_command(self.kind, self.port), *self.args],
             cwd=ROOT,
             env=self.env,
             stdout=self.log,

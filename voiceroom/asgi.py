@@ -10,12 +10,18 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from rooms.auth import OriginValidator, SocketAuthMiddleware  # noqa: E402
+from rooms.auth import (  # noqa: E402
+    AddressLimitMiddleware,
+    OriginValidator,
+    SocketAuthMiddleware,
+)
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginValidator(SocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
+        "websocket": OriginValidator(
+            AddressLimitMiddleware(SocketAuthMiddleware(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

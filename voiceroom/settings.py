@@ -210,6 +210,15 @@ VOICEROOM_NODE_HEARTBEAT_S = env.float("VOICEROOM_NODE_HEARTBEAT_S", default=2.0
 VOICEROOM_NODE_DEAD_AFTER_S = env.float("VOICEROOM_NODE_DEAD_AFTER_S", default=6.0)
 # Shed new voice frames while the event loop runs this late (overload); 0 turns it off.
 VOICEROOM_SHED_AFTER_LAG_MS = env.int("VOICEROOM_SHED_AFTER_LAG_MS", default=150)
+# A socket whose server-side send buffer stays full (the client stopped reading) or that
+# stays stuck closing for this long is aborted; its member enters the resume window.
+VOICEROOM_STALLED_SOCKET_CLOSE_S = env.float("VOICEROOM_STALLED_SOCKET_CLOSE_S", default=10.0)
+# Room sockets one node accepts per user (all rooms) and per client address; 0: no limit.
+VOICEROOM_MAX_SOCKETS_PER_USER = env.int("VOICEROOM_MAX_SOCKETS_PER_USER", default=5)
+VOICEROOM_MAX_SOCKETS_PER_ADDRESS = env.int("VOICEROOM_MAX_SOCKETS_PER_ADDRESS", default=100)
+# uvicorn (voiceroom.uvicorn protocol): a connection must send a request's headers within
+# this many seconds of connecting (slow or silent clients, slowloris).
+VOICEROOM_HANDSHAKE_TIMEOUT_S = env.float("VOICEROOM_HANDSHAKE_TIMEOUT_S", default=10.0)
 
 LOGGING = {
     "version": 1,

@@ -601,3 +601,35 @@ async def test_chat_that_cannot_be_sent_is_an_error_for_the_sender(monkeypatch):
     assert (await a.event_of("error"))["code"] == "service_unavailable"
     await a.disconnect()
     await b.disconnect()
+
+
+# -- sockets per user ----------------------------------------------------------------------
+
+
+async def test_sockets_over_the_per_user_limit_close_4029_but_a_reconnect_replaces(settings):
+    settings.VOICEROOM_MAX_SOCKETS_PER_USER = 2
+    from accounts.models import User
+
+    user = await database_sync_to_async(User.objects.create_user)(
+        username="busy", password="a-Long-pass-123"
+    )
+    rooms = [await a_room() for _ in range(3)]
+    tickets = [
+        (await database_sync_to_async(services.member_join)(room=room, user=user)).ticket
+        for room in rooms
+    ]
+    one = await connect(rooms[0].pk, tickets[0], user.pk)
+    two = await connect(rooms[1].pk, tickets[1], user.pk)
+    assert await refused(rooms[2].pk, f"ticket={tickets[2]}") == 4029
+
+    # Reconnecting in a room where the user already has a socket replaces it (4012).
+    ticket = (await database_sync_to_async(services.ticket_issue)(room=rooms[0], user=user))[0]
+    newer = await connect(rooms[0].pk, ticket, user.pk)
+    assert await one.closed() == 4012
+
+    # Once a socket is gone, the user may open another.
+    await two.disconnect()
+    ticket = (await database_sync_to_async(services.ticket_issue)(room=rooms[2], user=user))[0]
+    third = await connect(rooms[2].pk, ticket, user.pk)
+    await newer.disconnect()
+    await third.disconnect()

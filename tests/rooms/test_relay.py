@@ -168,3 +168,120 @@ async def test_a_send_still_blocked_when_its_finisher_runs_completes_and_counts_
     s_slow.resume.set()
     await asyncio.sleep(0.02)
     assert not slow.busy and [f[9:] for f in s_slow.sent] == [b"first"]
+
+
+# -- hopeless sockets ----------------------------------------------------------------
+
+
+class FakeServerSocket:
+    def __init__(self) -> None:
+        self.closing = False
+        self.aborted = 0
+
+    def stuck(self) -> bool:
+        return self.closing
+
+    def abort(self) -> bool:
+        self.aborted += 1
+        return True
+
+
+class ClosableSocket(FakeSocket):
+    """A FakeSocket that records close messages (which also wait while paused)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed: list[int] = []
+
+    async def send(self, message):
+        if self.paused:
+            await self.resume.wait()
+        if message["type"] == "websocket.close":
+            self.closed.append(message["code"])
+        else:
+            self.sent.append(message["bytes"])
+
+
+def stalled_pair(relay: Relay):
+    speaker, _ = endpoint(relay, 1)
+    sock = ClosableSocket()
+    slow = Endpoint(room_id=1, user_id=2, send=sock.send)
+    slow.server = FakeServerSocket()
+    relay.add(slow)
+    return speaker, slow, sock
+
+
+async def test_a_socket_backed_up_past_the_limit_is_closed_4014_then_aborted():
+    relay = Relay()
+    speaker, slow, sock = stalled_pair(relay)
+    sock.paused = True
+    relay.voice_in(speaker, b"x")  # the send suspends: the socket is backed up from now
+    assert slow.busy and slow.stalled_since
+    t0 = slow.stalled_since
+    closed, aborted = stats.closed_stalled, stats.aborted_stalled
+
+    relay.sweep_stalled(10, t0 + 9.9)
+    assert not slow.stall_close_sent and slow.server.aborted == 0
+    relay.sweep_stalled(10, t0 + 10)
+    assert slow.stall_close_sent and stats.closed_stalled == closed + 1
+    await asyncio.sleep(0)
+    assert sock.closed == []  # the close waits behind the backlog, like any write
+    relay.sweep_stalled(10, t0 + 10 + 1)
+    assert slow.server.aborted == 0  # the close gets its grace period
+    relay.sweep_stalled(10, t0 + 10 + 2)
+    assert slow.server.aborted == 1 and stats.aborted_stalled == aborted + 1
+
+
+async def test_a_slow_socket_that_catches_up_is_left_alone_and_its_clock_restarts():
+    relay = Relay()
+    speaker, slow, sock = stalled_pair(relay)
+    sock.paused = True
+    relay.voice_in(speaker, b"x")
+    t0 = slow.stalled_since
+    relay.sweep_stalled(10, t0 + 8)
+    sock.paused = False
+    sock.resume.set()  # the client read: its send finished
+    await asyncio.sleep(0.01)
+    assert not slow.busy and slow.stalled_since == 0.0
+    relay.sweep_stalled(10, t0 + 30)
+    assert not slow.stall_close_sent and slow.server.aborted == 0
+
+
+async def test_a_socket_stuck_closing_is_aborted_after_the_limit_and_grace():
+    relay = Relay()
+    _, slow, _ = stalled_pair(relay)
+    slow.server.closing = True  # e.g. a keepalive close waiting on a buffer that never drains
+    relay.sweep_stalled(5, 100.0)  # first seen stuck: the clock starts
+    assert slow.stalled_since == 100.0
+    relay.sweep_stalled(5, 105.0)
+    assert slow.stall_close_sent
+    relay.sweep_stalled(5, 107.0)
+    assert slow.server.aborted == 1
+
+
+async def test_the_stall_watch_runs_the_sweep_in_the_background():
+    relay = Relay()
+    _, slow, _ = stalled_pair(relay)
+    slow.server.closing = True
+    relay.watch_stalls(0.2)
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if slow.server.aborted:
+                break
+        assert slow.stall_close_sent and slow.server.aborted >= 1
+    finally:
+        relay._stall_task.cancel()
+
+
+async def test_sockets_per_user_are_counted_over_rooms_and_replacement_does_not_count_twice():
+    relay = Relay()
+    a1, _ = endpoint(relay, 5, room_id=1)
+    endpoint(relay, 5, room_id=2)
+    assert relay.sockets_of(5) == 2
+    newer, _ = endpoint(relay, 5, room_id=1)  # the same member reconnected in room 1
+    assert relay.sockets_of(5) == 2
+    relay.remove(a1)  # the replaced socket's late cleanup changes nothing
+    assert relay.sockets_of(5) == 2
+    relay.remove(newer)
+    assert relay.sockets_of(5) == 1

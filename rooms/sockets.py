@@ -1,0 +1,130 @@
+"""What the relay needs from the server under a socket that ASGI does not offer.
+
+ASGI gives an application `send` and nothing else. To protect a room from a listener
+that stopped reading, the relay must know when a connection cannot take data, and must
+be able to drop a connection whose client will never read the close frame. Both servers
+we run expose that through the object behind `send`:
+
+- uvicorn: `send` is a bound method of its WebSocket protocol, which has the asyncio
+  transport and the `writable` event it clears while flow control pauses writing.
+- daphne: `send` is `partial(server.handle_reply, protocol)`; the protocol has the
+  Twisted transport. Twisted never makes daphne wait: it buffers without bound. So we
+  register a streaming producer on the transport (in place of the HTTP channel that
+  served the upgrade), which Twisted pauses when its buffer passes its high-water mark
+  (64 KiB) and resumes when it drains: that marks the relay's endpoint busy, exactly as
+  a suspended uvicorn send does.
+
+Anything else (Channels' test communicator) gets no ServerSocket; the relay then knows
+only what it sees itself (a send that suspends) and cannot abort.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rooms.relay import Endpoint
+
+logger = logging.getLogger(__name__)
+
+
+class ServerSocket:
+    """The server's side of one WebSocket connection."""
+
+    def stuck(self) -> bool:
+        """The connection cannot take data now: paused by flow control, or closing and
+        not yet gone (a close that waits for a buffer to drain that never will)."""
+        raise NotImplementedError
+
+    def abort(self) -> bool:
+        """Drop the connection at once, without the closing handshake. True if done."""
+        raise NotImplementedError
+
+
+class UvicornSocket(ServerSocket):
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def stuck(self) -> bool:
+        protocol = self.protocol
+        return not protocol.writable.is_set() or protocol.transport.is_closing()
+
+    def abort(self) -> bool:
+        self.protocol.transport.abort()
+        return True
+
+
+class DaphneSocket(ServerSocket):
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+
+    def stuck(self) -> bool:
+        # `disconnecting`: loseConnection() was called and Twisted waits for the buffer.
+        return bool(getattr(self.transport, "disconnecting", False))
+
+    def abort(self) -> bool:
+        self.transport.abortConnection()
+        return True
+
+
+class _Producer:
+    """A Twisted IPushProducer that only reports flow control to the relay's endpoint."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def pauseProducing(self) -> None:
+        ep = self.endpoint
+        ep.busy = True
+        if not ep.stalled_since:
+            ep.stalled_since = time.monotonic()
+
+    def resumeProducing(self) -> None:
+        ep = self.endpoint
+        ep.busy = False
+        ep.stalled_since = 0.0
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def _daphne(send: Any, endpoint: Endpoint) -> ServerSocket | None:
+    protocol = send.args[0] if send.args else None
+    transport = getattr(protocol, "transport", None)
+    if transport is None or not hasattr(transport, "abortConnection"):
+        return None
+    from twisted.internet.interfaces import IPushProducer
+    from zope.interface import directlyProvides
+
+    producer = _Producer(endpoint)
+    directlyProvides(producer, IPushProducer)
+    try:
+        # Twisted's HTTP channel registered itself when the connection opened and stays
+        # registered after daphne hands the connection to its WebSocket protocol; it has
+        # nothing left to produce, so the relay's producer takes its place.
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()
+        transport.registerProducer(producer, True)
+    except Exception:  # no flow signal then; the socket still works
+        logger.warning("cannot watch a daphne socket's write buffer", exc_info=True)
+    return DaphneSocket(transport)
+
+
+def server_socket(send: Any, endpoint: Endpoint) -> ServerSocket | None:
+    """The ServerSocket behind an ASGI `send`, or None if the server is not one we know."""
+    protocol = getattr(send, "__self__", None)
+    if protocol is not None:
+        transport = getattr(protocol, "transport", None)
+        if hasattr(protocol, "writable") and hasattr(transport, "abort"):
+            return UvicornSocket(protocol)
+        return None
+    if isinstance(send, functools.partial):
+        return _daphne(send, endpoint)
+    return None

@@ -1,0 +1,93 @@
+"""rooms.sockets: finding the server's connection behind an ASGI `send`."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+from rooms.relay import Endpoint
+from rooms.sockets import DaphneSocket, UvicornSocket
+
+
+class FakeAsyncioTransport:
+    def __init__(self) -> None:
+        self.closing = False
+        self.aborted = False
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class FakeUvicornProtocol:
+    def __init__(self) -> None:
+        self.transport = FakeAsyncioTransport()
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    async def send(self, message) -> None:
+        await self.writable.wait()
+
+
+class FakeTwistedTransport:
+    def __init__(self) -> None:
+        self.producer = None
+        self.disconnecting = False
+        self.aborted = False
+
+    def registerProducer(self, producer, streaming) -> None:
+        assert streaming and self.producer is None  # Twisted refuses a second one
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+
+
+class FakeDaphneProtocol:
+    def __init__(self) -> None:
+        self.transport = FakeTwistedTransport()
+
+
+async def _handle_reply(protocol, message) -> None:
+    pass
+
+
+async def test_uvicorn_flow_control_and_abort_are_found_through_the_bound_send():
+    protocol = FakeUvicornProtocol()
+    ep = Endpoint(room_id=1, user_id=1, send=protocol.send)
+    assert isinstance(ep.server, UvicornSocket)
+    assert not ep.stuck()
+    protocol.writable.clear()  # uvicorn's pause_writing()
+    assert ep.stuck()
+    protocol.writable.set()
+    protocol.transport.closing = True  # closing, waiting for a buffer to drain
+    assert ep.stuck()
+    assert ep.server.abort() and protocol.transport.aborted
+
+
+async def test_daphne_gets_a_producer_whose_pause_marks_the_endpoint_backed_up():
+    protocol = FakeDaphneProtocol()
+    protocol.transport.producer = object()  # the HTTP channel that served the upgrade
+    ep = Endpoint(room_id=1, user_id=1, send=functools.partial(_handle_reply, protocol))
+    assert isinstance(ep.server, DaphneSocket)
+    producer = protocol.transport.producer
+    assert producer is not None
+    producer.pauseProducing()  # Twisted: the write buffer passed its high-water mark
+    assert ep.busy and ep.stalled_since and ep.stuck()
+    producer.resumeProducing()
+    assert not ep.busy and ep.stalled_since == 0.0 and not ep.stuck()
+    protocol.transport.disconnecting = True
+    assert ep.stuck()
+    assert ep.server.abort() and protocol.transport.aborted
+
+
+async def test_an_unknown_server_gets_none():
+    async def send(message) -> None:
+        pass
+
+    assert Endpoint(room_id=1, user_id=1, send=send).server is None
