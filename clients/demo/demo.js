@@ -551,6 +551,7 @@ const CLOSE_TEXT = {
   4010: 'You were removed from the room.',
   4011: 'The room was closed.',
   4012: 'You joined this room from another window; this one stepped aside.',
+  4029: 'Too many open rooms for this account or network; close one and try again.',
 };
 
 function wireClient() {

@@ -37,13 +37,18 @@ export const CLOSE = Object.freeze({
   KICKED: 4010,
   ROOM_CLOSED: 4011,
   REPLACED: 4012,
+  DRAINING: 4013,
+  TOO_SLOW: 4014,
+  TOO_MANY_SOCKETS: 4029,
 });
 
 /**
  * Close codes after which reconnecting cannot help, so the client stops: left through
- * REST, banned, unknown room, room full, kicked, room closed, replaced by a newer socket.
+ * REST, banned, unknown room, room full, kicked, room closed, replaced by a newer socket,
+ * too many sockets for this user or address. (4013 node draining and 4014 too slow are
+ * not final: the client resumes.)
  */
-export const FINAL_CLOSE_CODES = Object.freeze([4000, 4003, 4004, 4009, 4010, 4011, 4012]);
+export const FINAL_CLOSE_CODES = Object.freeze([4000, 4003, 4004, 4009, 4010, 4011, 4012, 4029]);
 const FINAL = new Set(FINAL_CLOSE_CODES);
 
 /** Voice frame kinds (byte 0 of the server's 9-byte header). */
