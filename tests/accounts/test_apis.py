@@ -213,3 +213,31 @@ def test_auth_paths_also_answer_with_a_trailing_slash():
     user = UserFactory()
 
     assert authed(token_for(user)).get("/api/auth/me/").status_code == 200
+
+
+def test_a_forged_forwarded_for_does_not_escape_the_login_throttle(monkeypatch, settings):
+    # No trusted proxy (VOICEROOM_TRUSTED_PROXIES=0): X-Forwarded-For is the client's word.
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"login": "2/min"})
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 0}
+    UserFactory(username="alice")
+    wrong = {"username": "alice", "password": "guess"}
+    for i in range(2):
+        client = APIClient(HTTP_X_FORWARDED_FOR=f"198.51.100.{i}")
+        assert client.post("/api/auth/login", wrong, format="json").status_code == 400
+    client = APIClient(HTTP_X_FORWARDED_FOR="198.51.100.99")
+    assert_error(client.post("/api/auth/login", wrong, format="json"), 429, "throttled")
+
+
+def test_behind_one_trusted_proxy_each_client_address_has_its_own_budget(monkeypatch, settings):
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"login": "2/min"})
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    UserFactory(username="alice")
+    wrong = {"username": "alice", "password": "guess"}
+    first = APIClient(HTTP_X_FORWARDED_FOR="198.51.100.1")
+    for _ in range(2):
+        assert first.post("/api/auth/login", wrong, format="json").status_code == 400
+    assert_error(first.post("/api/auth/login", wrong, format="json"), 429, "throttled")
+    # Another client behind the same proxy is not throttled by the first one's attempts;
+    # a value the client prepended itself is not the one read.
+    second = APIClient(HTTP_X_FORWARDED_FOR="203.0.113.5, 198.51.100.2")
+    assert second.post("/api/auth/login", wrong, format="json").status_code == 400

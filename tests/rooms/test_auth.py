@@ -62,3 +62,46 @@ async def test_no_limit_when_set_to_zero(settings):
     comms = [await opened(room.pk, "203.0.113.9") for _ in range(5)]
     for comm in comms:
         assert (await comm.receive_output(3))["code"] == 4001  # refused only for credentials
+
+
+# -- browser origins -------------------------------------------------------------------
+
+
+def origin_app():
+    """The socket stack as asgi.py builds it, under the current settings."""
+    from channels.routing import URLRouter
+
+    from rooms.auth import OriginValidator, SocketAuthMiddleware
+    from rooms.routing import websocket_urlpatterns
+
+    return OriginValidator(SocketAuthMiddleware(URLRouter(websocket_urlpatterns)))
+
+
+async def handshake(app, room_id: int, query: str, origin: bytes | None):
+    headers = [(b"origin", origin)] if origin is not None else []
+    comm = WebsocketCommunicator(app, f"/ws/rooms/{room_id}/?{query}", headers=headers)
+    return comm, await comm.connect()
+
+
+async def test_a_foreign_browser_origin_is_refused_with_403_and_the_ticket_kept(settings):
+    settings.ALLOWED_HOSTS = ["voice.example.com"]
+    settings.VOICEROOM_ALLOWED_ORIGINS = ["https://partner.example.org"]
+    app = origin_app()
+    room = await a_room()
+    _, ticket = await a_member(room)
+
+    # Closed before the handshake completes: servers answer the upgrade with HTTP 403.
+    _, (accepted, _) = await handshake(app, room.pk, f"ticket={ticket}", b"https://evil.example")
+    assert accepted is False
+
+    # The listed origins, and native clients that send no Origin at all, get in.
+    for origin in (b"https://voice.example.com", b"https://partner.example.org", None):
+        _, fresh = await a_member(room)
+        comm, (accepted, _) = await handshake(app, room.pk, f"ticket={fresh}", origin)
+        assert accepted, origin
+        assert (await comm.receive_output(3))["type"] == "websocket.send"  # welcome
+        await comm.disconnect()
+    # The refused handshake did not spend the ticket.
+    comm, (accepted, _) = await handshake(app, room.pk, f"ticket={ticket}", None)
+    assert accepted and (await comm.receive_output(3))["type"] == "websocket.send"
+    await comm.disconnect()
