@@ -633,3 +633,37 @@ async def test_sockets_over_the_per_user_limit_close_4029_but_a_reconnect_replac
     third = await connect(rooms[2].pk, ticket, user.pk)
     await newer.disconnect()
     await third.disconnect()
+
+
+async def test_a_resume_token_is_bound_to_its_user_room_and_session():
+    from rest_framework.authtoken.models import Token
+
+    room, a, b = await two_members()
+    other_room = await a_room()
+    await database_sync_to_async(services.member_join)(room=other_room, user=a_user_of(a))
+    token = a.welcome["session"]["resume_token"]
+    await a.disconnect()
+    await b.event_of("participant.updated")
+
+    # Another room: refused.
+    assert await refused(other_room.pk, f"resume={token}") == 4001
+    # Another user's Token header beside it: refused.
+    b_token = await database_sync_to_async(lambda: Token.objects.create(user_id=b.user_id).key)()
+    header = [(b"authorization", f"Token {b_token}".encode())]
+    assert await refused(room.pk, f"resume={token}", header) == 4001
+    # A guessed token: refused.
+    assert await refused(room.pk, "resume=" + "A" * 43) == 4001
+    # Its own room and user: resumed.
+    comm = communicator(room.pk, f"resume={token}")
+    assert (await comm.connect())[0]
+    assert json.loads((await comm.receive_output(3))["text"])["resumed"] is True
+    # After leaving and joining again the member has a new session: the old token is dead.
+    await comm.send_to(text_data=json.dumps({"type": "leave"}))
+    await b.event_of("participant.left")
+    result = await database_sync_to_async(services.member_join)(room=room, user=a_user_of(a))
+    newer = await connect(room.pk, result.ticket, a.user_id)
+    assert newer.welcome["session"]["resume_token"] != token
+    assert await refused(room.pk, f"resume={token}") == 4001
+    await newer.disconnect()
+    await comm.disconnect()
+    await b.disconnect()
