@@ -351,7 +351,7 @@ def table(rows: list[dict]) -> str:
         d = r["drops"]
         drops = "-" if d is None else "/".join(f"{d[n]:.0f}" for n in DROP_COUNTERS)
         lines.append(
-            f"| {r['phase']} | {r['t_start_s']:.0f}-{r['t_end_s']:.0f} "
+            f"| {r['phase']} | {r['t_start_s']:.0f} to {r['t_end_s']:.0f} "
             f"| {_f(r['deliveries_per_s'], '{:.0f}')} | {_f(r['loss_pct'], '{:.2f}')} "
             f"| {_f(lat['p50'], '{:.2f}')} | {_f(lat['p99'], '{:.2f}')} "
             f"| {_f(lat['max'], '{:.1f}')} | {_f(r['rss_mib'])} "
