@@ -1159,6 +1159,10 @@ async def _sample_series(
             "gap_frames": stats.gap_frames,
             "lat_n": len(stats.lat),
             "sent": stats.sent,
+            "skipped_ticks": stats.skipped_ticks,
+            "utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            # CPU time the hypervisor gave to other guests (all CPUs): a VM's hidden noise.
+            "steal": getattr(psutil.cpu_times(), "steal", None),
         }
         cpu = _sample_cpu(cfg, me)
         server = list(cpu["server"].values())

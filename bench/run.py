@@ -400,7 +400,9 @@ def log_problems(path: Path, offset: int = 0) -> dict:
         return {"lines": 0, "problems": 0, "first": []}
     lines = text.splitlines()
     bad = [ln for ln in lines if "Traceback" in ln or "ERROR" in ln or "CRITICAL" in ln]
-    return {"lines": len(lines), "problems": len(bad), "first": [b[:300] for b in bad[:5]]}
+    warn = [ln for ln in lines if " WARNING " in ln]  # e.g. "event loop 205 ms late: shedding"
+    return {"lines": len(lines), "problems": len(bad), "first": [b[:300] for b in bad[:5]],
+            "warnings": len(warn), "first_warnings": [w[:300] for w in warn[:20]]}  # fmt: skip
 
 
 def _fmt(v, fmt: str = "{:.1f}") -> str:

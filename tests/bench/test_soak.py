@@ -44,8 +44,12 @@ def test_linear_fit():
     assert soak.linear_fit([2, 2], [1, 5]) is None
 
 
-def snap(t, recv, lat_n, cpu_server, busy, rss, drops=0, cpu_self=0.0, gaps=0, due=None):
+def snap(t, recv, lat_n, cpu_server, busy, rss, drops=0, cpu_self=0.0, gaps=0, due=None,
+         skipped=0, steal=0.0):  # fmt: skip
     return {
+        "skipped_ticks": skipped,
+        "steal": steal,
+        "utc": f"t{t}",
         "t_s": t,
         "due_s": t if due is None else due,
         "recv": recv,
@@ -71,8 +75,8 @@ def test_build_rows_per_interval():
         snap(0.0, 0, 0, 0.0, 0.0, 100.0),
         snap(10.2, 1000, 0, 2.0, 3.0, 110.0, due=10.0),  # a late snapshot: still measured
         snap(20.2, 3000, 4, 3.0, 5.0, 111.0, drops=5, cpu_self=1.0, gaps=3),
-        snap(30.2, 5000, 8, 5.0, 7.5, 112.0, drops=5, cpu_self=2.0, gaps=3),
-        snap(40.2, 6000, 10, 6.0, 8.0, 113.5, drops=7, cpu_self=2.5, gaps=4),
+        snap(30.2, 5000, 8, 5.0, 7.5, 112.0, drops=5, cpu_self=2.0, gaps=3, skipped=40),
+        snap(40.2, 6000, 10, 6.0, 8.0, 113.5, drops=7, cpu_self=2.5, gaps=4, skipped=45, steal=1),
     ]
     lat = array("q", [ms * MS for ms in (1, 2, 3, 40, 5, 5, 5, 5, 7, 9, 11, 100)])
     rows = soak.build_rows(snaps, lat, [90, 100, 50], [100, 100, 50], warmup=10.0, lat_end=12)
@@ -103,6 +107,10 @@ def test_build_rows_per_interval():
     assert c["latency_ms"]["n"] == 4 and c["latency_ms"]["max"] == 100.0
     assert c["latency_ms"]["p50"] == 9.0
     assert c["drops"]["dropped_backlog"] == 2 and c["rss_mib"] == 113.5
+    # The load generator's own stalls and the hypervisor's steal, per interval.
+    assert [r["loadgen_skipped_ticks"] for r in rows] == [0, 0, 40, 5]
+    assert c["steal_pct"] == pytest.approx(10.0) and b["steal_pct"] == 0.0
+    assert c["utc_end"] == "t40.2"
 
 
 def test_build_rows_others_cpu_and_missing_metrics():
@@ -222,6 +230,23 @@ def test_verdict_says_when_the_machine_was_noisy():
     assert "noisy machine" in v["verdict"] and "55%" in v["verdict"]
 
 
+def test_verdict_says_when_the_load_generator_itself_stalled():
+    rows = series([100.0] * 4, [1.0] * 4, others=5.0)
+    for r in rows:
+        r["loadgen_skipped_ticks"] = 0
+    rows[3]["loadgen_skipped_ticks"] = 120
+    v = soak.verdict(rows)
+    assert v["noise"]["noisy"] and v["noise"]["noisy_intervals"] == 0
+    assert v["noise"]["loadgen_skipped_ticks"] == 120
+    assert v["noise"]["intervals_with_skipped_ticks"] == 1
+    assert v["verdict"].endswith(
+        "noisy machine: the load generator's own loop stalled in 1 interval(s)"
+        " (120 speaker ticks skipped)"
+    )
+    rows[3]["loadgen_skipped_ticks"] = 0
+    assert not soak.verdict(rows)["noise"]["noisy"]
+
+
 def test_verdict_without_measured_rows_or_rss():
     with pytest.raises(ValueError):
         soak.verdict(series([100.0], [1.0])[:1])  # the warm-up row only
@@ -241,6 +266,7 @@ def test_table_has_a_row_per_interval():
     assert lines[4].startswith(
         "| measure | 30 to 60 | 19000 | 0.00 | 0.20 | 2.00 | 6.0 | 100.5 | 10.0 | 0/0/0/0 | 0 |"
     )
+    assert lines[4].endswith("| 0 | 20 | - |")  # others' CPU, loadgen CPU, skipped ticks
 
 
 def test_voice_frames_and_sends_are_bucketed_by_send_time():
