@@ -522,6 +522,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     if servers:
         runner.check_redis()
     started = datetime.now(UTC)
+    commit = git_commit()  # at the start: files edited during a long run do not count
     steps = (
         list(range(args.ladder_step, args.ladder_max + 1, args.ladder_step))
         if args.ladder
@@ -592,7 +593,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         "ladder": args.ladder,
         "cpu_model": cpu_model(),
         "nproc": os.cpu_count(),
-        "commit": git_commit(),
+        "commit": commit,
         "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
         "table_md": md,
         "runs": rows,
