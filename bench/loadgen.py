@@ -18,6 +18,10 @@ when the load starts and stay paused until the report is made; they are left out
 expected deliveries, latency and loss. Around the window the tool reads the servers' RSS
 and, for voiceroom, /metrics (voiceroom_voice_*_total deltas, e.g. dropped_backlog).
 
+--interval S: a time series (the soak): one row per S seconds through the warm-up and the
+window (throughput, loss by send-time bucket, latency, RSS, CPU, /metrics drops) and a
+verdict; the logic is in bench/soak.py.
+
 The client is deliberately lean: an asyncio Protocol on uvloop doing the HTTP Upgrade by
 hand and a minimal RFC 6455 parser, so that one core can take ~40,000 frames/s. See
 docs/benchmarks.md for the methodology.
