@@ -18,6 +18,10 @@ when the load starts and stay paused until the report is made; they are left out
 expected deliveries, latency and loss. Around the window the tool reads the servers' RSS
 and, for voiceroom, /metrics (voiceroom_voice_*_total deltas, e.g. dropped_backlog).
 
+--interval S: a time series (the soak): one row per S seconds through the warm-up and the
+window (throughput, loss by send-time bucket, latency, RSS, CPU, /metrics drops) and a
+verdict; the logic is in bench/soak.py.
+
 The client is deliberately lean: an asyncio Protocol on uvloop doing the HTTP Upgrade by
 hand and a minimal RFC 6455 parser, so that one core can take ~40,000 frames/s. See
 docs/benchmarks.md for the methodology.
@@ -51,6 +55,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import psutil
+
+from bench import soak
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
@@ -351,6 +357,7 @@ class Stats:
 
     __slots__ = (
         "bad_kind",
+        "bucket_ns",
         "close_codes",
         "gap_events",
         "gap_frames",
@@ -358,10 +365,12 @@ class Stats:
         "malformed",
         "misrouted",
         "recv",
+        "recv_b",
         "reorders",
         "room_of",
         "self_echo",
         "sent",
+        "sent_b",
         "sent_room",
         "sent_win_room",
         "skipped_ticks",
@@ -395,6 +404,16 @@ class Stats:
         self.stalled_recv = 0  # voice frames read by stalled listeners (not measured)
         self.room_of: list[int] = []
         self.close_codes: dict[int, int] = {}
+        # Send-time buckets of the window (--interval; one bucket without it): frames
+        # sent per room and bucket, and those received, for the loss of each interval.
+        self.bucket_ns = 1 << 62
+        self.recv_b = [0]
+        self.sent_b = [[0] for _ in range(rooms)]
+
+    def set_buckets(self, interval_ns: int, n: int) -> None:
+        self.bucket_ns = interval_ns
+        self.recv_b = [0] * n
+        self.sent_b = [[0] * n for _ in self.sent_room]
 
 
 class BenchClient(WSClientProtocol):
@@ -469,6 +488,7 @@ class BenchClient(WSClientProtocol):
         if st.w0 <= ts < st.w1:
             st.win_recv += 1
             st.lat.append(now - ts)
+            st.recv_b[(ts - st.w0) // st.bucket_ns] += 1
         if st.w0 <= now < st.w1:
             st.win_recv_rt += 1
         if kind != 1:
@@ -574,6 +594,7 @@ class Speaker:
             st.sent_room[self.room] += 1
             if st.w0 <= now < st.w1:
                 st.sent_win_room[self.room] += 1
+                st.sent_b[self.room][(now - st.w0) // st.bucket_ns] += 1
         self.k += 1
         due = self.t0 + self.k * self.period
         lt = self.loop.time()
@@ -799,6 +820,9 @@ class LoadConfig:
     stalled: int = 0
     # Scrape /metrics around the window: None = only for target voiceroom.
     metrics: bool | None = None
+    # > 0: a time series (the soak), one row per `interval` seconds through the warm-up
+    # and the window: throughput, loss, latency, RSS, CPU, /metrics drops (bench.soak).
+    interval: float = 0.0
 
     def want_metrics(self) -> bool:
         return self.target == "voiceroom" if self.metrics is None else self.metrics
@@ -822,6 +846,8 @@ class LoadConfig:
             raise ValueError("at least one --url")
         if not 0 <= self.stalled <= self.members - self.speakers:
             raise ValueError("--stalled must be between 0 and --members minus --speakers")
+        if self.interval < 0:
+            raise ValueError("--interval must be >= 0")
 
 
 def _log(cfg: LoadConfig, msg: str) -> None:
@@ -1027,6 +1053,13 @@ async def run_async(cfg: LoadConfig) -> dict:
             )
         stats.w0 = start_ns + int(cfg.warmup * 1e9)
         stats.w1 = stats.w0 + int(cfg.duration * 1e9)
+        series_task = None
+        snaps: list[dict] = []
+        if cfg.interval > 0:
+            stats.set_buckets(int(cfg.interval * 1e9), soak.buckets(cfg.duration, cfg.interval))
+            series_task = loop.create_task(
+                _sample_series(cfg, stats, me, pool, start_ns, stats.w0, snaps)
+            )
         lt0 = loop.time() + 0.01
         period = 1.0 / cfg.fps
         for k, sp in enumerate(speakers):  # spread the speakers evenly over one period
@@ -1045,6 +1078,8 @@ async def run_async(cfg: LoadConfig) -> dict:
             sp.stop()
         await asyncio.sleep(cfg.grace)
         progress_task.cancel()
+        if series_task is not None:
+            await series_task  # its last snapshot was at the window end
         if watch_task is not None:
             watch_task.cancel()
         if stalled:
@@ -1061,6 +1096,19 @@ async def run_async(cfg: LoadConfig) -> dict:
             stalled_per_room=stalled_per_room,
         )
         result["probes"] = probe.report()
+        if series_task is not None:
+            expected_b = [
+                sum(
+                    stats.sent_b[r][k] * max(0, per_room[r] - 1 - stalled_per_room[r])
+                    for r in range(cfg.rooms)
+                )
+                for k in range(len(stats.recv_b))
+            ]
+            rows = soak.build_rows(
+                snaps, stats.lat, stats.recv_b, expected_b, cfg.warmup, lat_end=len(stats.lat)
+            )
+            result["timeseries"] = {"interval_s": cfg.interval, "rows": rows}
+            result["soak"] = soak.verdict(rows)
         if stalled:
             st = result["stalled"]
             st.update(await _drain_stalled(cfg, stats, stalled))
@@ -1093,6 +1141,48 @@ async def run_async(cfg: LoadConfig) -> dict:
     if cfg.json_path:
         write_json(cfg.json_path, result)
     return result
+
+
+async def _sample_series(
+    cfg: LoadConfig, stats: Stats, me: psutil.Process, pool, start_ns: int, w0: int, out: list
+) -> None:
+    """Snapshots for the time series (bench.soak), at the boundaries `soak.marks` gives:
+    every cfg.interval seconds through the warm-up, from the window start (w0) on, and
+    at the window end. Cheap on the loop: counters and psutil here, /metrics in a thread;
+    percentiles are computed after the run."""
+    loop = asyncio.get_running_loop()
+    warmup_s = (w0 - start_ns) / 1e9
+    for t in soak.marks(warmup_s, cfg.duration, cfg.interval):
+        due = start_ns + round(t * 1e9) if t < warmup_s else w0 + round((t - warmup_s) * 1e9)
+        await asyncio.sleep(max(0.0, (due - perf_ns()) / 1e9))
+        now = perf_ns()
+        snap: dict[str, Any] = {
+            "t_s": (now - start_ns) / 1e9,
+            "due_s": t,
+            "recv": stats.recv,
+            "gap_frames": stats.gap_frames,
+            "lat_n": len(stats.lat),
+            "sent": stats.sent,
+            "skipped_ticks": stats.skipped_ticks,
+            "utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            # CPU time the hypervisor gave to other guests (all CPUs): a VM's hidden noise.
+            "steal": getattr(psutil.cpu_times(), "steal", None),
+        }
+        cpu = _sample_cpu(cfg, me)
+        server = list(cpu["server"].values())
+        snap["cpu_self"] = cpu["self"]
+        snap["cpu_server"] = sum(server) if server and None not in server else None
+        snap["cpu_redis"] = cpu["redis"]
+        snap["machine_busy"] = cpu["machine_busy"]
+        rss = servers_rss(cfg.server_pids)
+        snap["rss_mib"] = None if rss is None else round(rss / 2**20, 2)
+        snap["loadgen_rss_mib"] = round(me.memory_info().rss / 2**20, 2)
+        snap["metrics"] = None
+        if cfg.want_metrics():
+            m = await loop.run_in_executor(pool, scrape_metrics, cfg.urls)
+            if m is not None:
+                snap["metrics"] = {k: v for k, v in m.items() if k.startswith("voiceroom_")}
+        out.append(snap)
 
 
 class _Probe:
@@ -1499,6 +1589,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="listeners per room that stop reading when the load starts (not measured)",
     )
     p.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="> 0: a time series, one row per INTERVAL s (the soak; see bench.soak)",
+    )
+    p.add_argument(
         "--no-metrics",
         action="store_true",
         help="do not scrape /metrics (never scraped for --target bare)",
@@ -1528,6 +1624,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.quiet,
         stalled=args.stalled,
         metrics=False if args.no_metrics else None,
+        interval=args.interval,
     )
     try:
         cfg.validate()
@@ -1540,6 +1637,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loadgen failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(summary_line(res))
+    if res.get("timeseries"):
+        print(soak.table(res["timeseries"]["rows"]))
+        print(soak.summary(res["soak"]))
     return 0
 
 

@@ -5,6 +5,8 @@
     python -m bench.run --rooms 20 --no-redis
     python -m bench.run --ladder                           # 10, 20, 30 ... rooms
     python -m bench.run --scenario stalled --server both   # 1 listener per room stops reading
+    python -m bench.run --scenario soak                    # 10 min at the default load
+    python -m bench.run --scenario soak --duration 60 --warmup 20 --interval 10  # short
 
 Servers are pinned to core 0 (`taskset -c 0`), the load generator to core 1. Every
 figure that matters is a ratio to the bare relay of the same run ("x bare"). Results go
@@ -32,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench import soak
 from bench.loadgen import cpu_model, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,9 +58,15 @@ SCENARIOS = {
     # the window.
     "stalled": {"rooms": 10, "members": 20, "speakers": 2, "fps": 50, "frame_bytes": 4000,
                 "duration": 30, "warmup": 10, "stalled": 1},
+    # The soak (issue 8): the default load for 10 minutes after a 1-minute warm-up, a
+    # time-series row every 30 s (RSS, loss, latency, CPU, drops) and a verdict
+    # (bench.soak). No bare relay unless --server none.
+    "soak": {"rooms": 10, "members": 20, "speakers": 2, "fps": 50, "frame_bytes": 120,
+             "duration": 600, "warmup": 60, "interval": 30},
 }  # fmt: skip
 PARAM_KEYS = ("rooms", "members", "speakers", "fps", "frame_bytes", "duration", "warmup",
-              "stalled")  # fmt: skip
+              "stalled", "interval")  # fmt: skip
+FLOAT_KEYS = ("duration", "warmup", "interval")
 
 
 def log(msg: str) -> None:
@@ -246,6 +255,7 @@ class Runner:
             "--frame-bytes", str(p["frame_bytes"]), "--duration", str(p["duration"]),
             "--warmup", str(p["warmup"]), "--json", str(out), "--label", label,
             "--user-cache", self.user_cache, "--stalled", str(p.get("stalled", 0)),
+            "--interval", str(p.get("interval", 0)),
             # SQLite refuses concurrent writers ("database is locked"): one at a time.
             "--setup-concurrency", "1" if self.database_url.startswith("sqlite") else "4",
         ]  # fmt: skip
@@ -256,7 +266,8 @@ class Runner:
         if self.redis_pid and target == "voiceroom":
             argv += ["--redis-pid", str(self.redis_pid)]
         users = rooms * p["members"]
-        timeout = 180 + users * 1.0 + p["warmup"] + p["duration"]
+        # (+10 %: a long run's percentiles are sorted at the end)
+        timeout = 180 + users * 1.0 + (p["warmup"] + p["duration"]) * 1.1
         proc = subprocess.run(pinned(LOADGEN_CORE, argv), cwd=ROOT, timeout=timeout)
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"loadgen failed with exit code {proc.returncode}")
@@ -357,6 +368,28 @@ class Runner:
         return res
 
 
+def git_commit() -> str | None:
+    """The checked-out commit, with "+dirty" when tracked files differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("+dirty" if dirty.strip() else "")) or None
+
+
 def log_problems(path: Path, offset: int = 0) -> dict:
     """Error lines and tracebacks the server logged during one run (from byte `offset`)."""
     try:
@@ -367,7 +400,9 @@ def log_problems(path: Path, offset: int = 0) -> dict:
         return {"lines": 0, "problems": 0, "first": []}
     lines = text.splitlines()
     bad = [ln for ln in lines if "Traceback" in ln or "ERROR" in ln or "CRITICAL" in ln]
-    return {"lines": len(lines), "problems": len(bad), "first": [b[:300] for b in bad[:5]]}
+    warn = [ln for ln in lines if " WARNING " in ln]  # e.g. "event loop 205 ms late: shedding"
+    return {"lines": len(lines), "problems": len(bad), "first": [b[:300] for b in bad[:5]],
+            "warnings": len(warn), "first_warnings": [w[:300] for w in warn[:20]]}  # fmt: skip
 
 
 def _fmt(v, fmt: str = "{:.1f}") -> str:
@@ -447,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
     for key in PARAM_KEYS:
         name = key.replace("_", "-")
-        p.add_argument(f"--{name}", type=float if name in ("duration", "warmup") else int)
+        p.add_argument(f"--{name}", type=float if key in FLOAT_KEYS else int)
     p.add_argument("--server", choices=["uvicorn", "daphne", "both", "none"], default="uvicorn",
                    help="voiceroom server(s) to measure after the bare relay")  # fmt: skip
     p.add_argument("--nodes", type=int, default=1, help="voiceroom nodes (all on core 0)")
@@ -473,18 +508,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
-    params = {"stalled": 0, **SCENARIOS[args.scenario]}
+    params = {"stalled": 0, "interval": 0, **SCENARIOS[args.scenario]}
     for key in PARAM_KEYS:
         value = getattr(args, key)
         if value is not None:
             params[key] = value
     servers = {"both": ["uvicorn", "daphne"], "none": []}.get(args.server, [args.server])
+    if args.scenario == "soak" and servers:
+        args.no_bare = True  # a soak of the bare relay only with --server none
     if (os.cpu_count() or 1) < 2:
         log("WARNING: fewer than 2 cores: server and load generator share one")
     runner = Runner(args, params)
     if servers:
         runner.check_redis()
     started = datetime.now(UTC)
+    commit = git_commit()  # at the start: files edited during a long run do not count
     steps = (
         list(range(args.ladder_step, args.ladder_max + 1, args.ladder_step))
         if args.ladder
@@ -539,6 +577,11 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     md = table(rows)
     if params.get("stalled"):
         md += "\n\n" + stalled_table(rows)
+    for r in rows:
+        if r.get("timeseries"):
+            md += f"\n\n{r['server']}, one row per {params['interval']:g} s (t: seconds from "
+            md += "the window start):\n\n" + soak.table(r["timeseries"]["rows"])
+            md += "\n\n" + soak.summary(r["soak"])
     summary = {
         "started": started.isoformat(timespec="seconds"),
         "scenario": args.scenario,
@@ -550,6 +593,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         "ladder": args.ladder,
         "cpu_model": cpu_model(),
         "nproc": os.cpu_count(),
+        "commit": commit,
         "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
         "table_md": md,
         "runs": rows,
