@@ -84,10 +84,18 @@ def world(db):
     }
 
 
+# Ids at the edges of the database's integers (SQLite and MySQL store 64-bit signed).
+EDGE_IDS = [0, 2**63 - 1, 2**63, 2**64 + 1]
+
+
 def _real(value, choices: list[int]):
-    """Two generated ids out of three become one of the real ones."""
-    if isinstance(value, int) and not isinstance(value, bool) and value % 3:
+    """Most generated ids become real ones, some become edge cases, the rest stay."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return value
+    if value % 4 in (1, 2):
         return choices[value % len(choices)]
+    if value % 4 == 3:
+        return EDGE_IDS[value % len(EDGE_IDS)]
     return value
 
 
