@@ -112,7 +112,13 @@ class RoomListCreateApi(APIView):
         operation_id="rooms_list",
         summary="List rooms, newest first",
         parameters=[FilterSerializer],
-        responses={200: RoomSerializer(many=True), 400: E400, 401: E401},
+        # An out-of-range or non-numeric ?page= is DRF pagination's 404.
+        responses={
+            200: RoomSerializer(many=True),
+            400: E400,
+            401: E401,
+            404: _error("`not_found`: no such page."),
+        },
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)

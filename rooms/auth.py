@@ -12,10 +12,11 @@ can read why (an HTTP 403 on the upgrade would hide it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlparse
 
 from channels.db import database_sync_to_async
 from channels.security.websocket import OriginValidator as ChannelsOriginValidator
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 
 from rooms import presence, services
@@ -115,6 +116,19 @@ class OriginValidator(ChannelsOriginValidator):
             allowed = ["localhost", "127.0.0.1", "[::1]"]
         super().__init__(application, allowed)
 
+    async def __call__(self, scope, receive, send):
+        # Channels' own __call__ lets urlparse's ValueError escape ("Origin: http://[")
+        # and so does reading a port out of range ("http://host:99999"): the handshake
+        # then failed with a server error. A header that is not a URL is refused like
+        # any other foreign origin.
+        try:
+            allowed = self.valid_origin(_origin(scope))
+        except ValueError:
+            allowed = False
+        if allowed:
+            return await self.application(scope, receive, send)
+        return await WebsocketDenier()(scope, receive, send)
+
     def valid_origin(self, parsed_origin) -> bool:
         if parsed_origin is None:
             return True
@@ -160,3 +174,12 @@ async def refuse(receive, send, code: int) -> None:
         return
     await send({"type": "websocket.accept"})
     await send({"type": "websocket.close", "code": code})
+
+
+def _origin(scope):
+    """The parsed Origin header (the last one, like Channels), or None without one."""
+    raw = None
+    for key, value in scope.get("headers", []):
+        if key == b"origin":
+            raw = value
+    return None if raw is None else urlparse(raw.decode("latin-1"))

@@ -210,7 +210,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # -- client text frames -----------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None):
-        if text_data is None or self.endpoint is None:
+        # A socket being closed (4008, kicked, replaced...) has its last frames still
+        # queued: they must not be handled. A flooder's chat would otherwise reach the
+        # room after its 4008, and a `pong` would follow the close frame.
+        if text_data is None or self.endpoint is None or self.closing:
             return
         now = time.monotonic()
         if not self.text_bucket.take(now):

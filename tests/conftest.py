@@ -10,8 +10,16 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
 
 REQUIRE = os.environ.get("VOICEROOM_REQUIRE_SERVICES") == "1"
+
+# Property-based tests (hypothesis) run the same examples on every run and keep no example
+# database, so CI is reproducible. To look for new failures, run them with other seeds:
+#   pytest tests/rooms/test_consumers_fuzz.py --hypothesis-profile=explore --hypothesis-seed=7
+settings.register_profile("ci", derandomize=True, database=None, deadline=None)
+settings.register_profile("explore", derandomize=False, database=None, deadline=None)
+settings.load_profile("ci")
 
 
 def _missing(marker: str) -> str | None:

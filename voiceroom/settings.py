@@ -193,6 +193,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "voiceroom.openapi.add_common_errors",
+    ],
 }
 
 # WeChat mini-program sign-in (POST /api/auth/wechat): unset app id or secret turns it off.
