@@ -1,0 +1,354 @@
+"""Faults, with real processes: Redis stopped and restarted, MariaDB stopped, nodes restarted.
+
+Every test starts its own uvicorn (or daphne) nodes and, for the dependency it takes away,
+its own private server on a loopback port (redis-server without persistence, mariadbd in
+a temporary data directory), so the shared services are never touched. The tests are
+marked like the other cluster tests (`redis`, `mysql`) for the service they do not bring
+themselves; a missing redis-server or mariadbd binary skips them with the reason shown,
+and fails them under VOICEROOM_REQUIRE_SERVICES=1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
+
+from tests.live import Api, MariaDBServer, Node, RedisServer, base_env, migrate
+
+pytestmark = [pytest.mark.processes]
+
+REQUIRE = os.environ.get("VOICEROOM_REQUIRE_SERVICES") == "1"
+
+# Short clocks so that a fault and its recovery fit in seconds.
+FAST = {
+    "VOICEROOM_RESUME_WINDOW_S": "6",
+    "VOICEROOM_NODE_HEARTBEAT_S": "0.5",
+    "VOICEROOM_NODE_DEAD_AFTER_S": "2",
+    "DJANGO_LOG_LEVEL": "WARNING",
+}
+
+
+def need_binary(path: str) -> None:
+    if os.access(path, os.X_OK):
+        return
+    reason = f"needs {path} (apt-get install redis-server mariadb-server)"
+    if REQUIRE:
+        pytest.fail(f"VOICEROOM_REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def fault_env(**extra: str) -> dict[str, str]:
+    return base_env(VOICEROOM_REDIS_PREFIX=f"f{secrets.token_hex(3)}", **FAST, **extra)
+
+
+class Nodes:
+    """Nodes started by one test; all stopped (and their logs removed) at teardown."""
+
+    def __init__(self) -> None:
+        self.all: list[Node] = []
+
+    def start(self, kind: str, env: dict[str, str], port: int | None = None) -> Node:
+        node = Node(kind, env, port)
+        self.all.append(node)
+        return node.start()
+
+    def close(self) -> None:
+        for node in self.all:
+            node.stop()
+            print(f"--- {node.kind} :{node.port} ---\n{node.output()}")  # shown on failure
+            node.discard_log()
+
+
+@pytest.fixture
+def nodes():
+    started = Nodes()
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def private_redis():
+    need_binary(RedisServer.BINARY)
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_mariadb():
+    need_binary(MariaDBServer.BINARY)
+    need_binary(MariaDBServer.INSTALL)
+    server = MariaDBServer().start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="module")
+def shared_db():
+    from tests.live import database_for_processes
+
+    url, cleanup = database_for_processes()
+    migrate(base_env(DATABASE_URL=url))
+    yield url
+    cleanup()
+
+
+# -- a client that remembers every event it saw ------------------------------------------------
+
+
+class Client:
+    def __init__(self, ws, welcome: dict, user: dict) -> None:
+        self.ws = ws
+        self.welcome = welcome
+        self.user = user
+        self.id = user["id"]
+        self.seen: list[dict] = []
+
+    @property
+    def token(self) -> str:
+        return self.welcome["session"]["resume_token"]
+
+    async def event(self, kind: str, timeout: float = 5, where=None) -> dict:
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await self.ws.recv()
+                if isinstance(raw, str):
+                    event = json.loads(raw)
+                    self.seen.append(event)
+                    if event["type"] == kind and (where is None or where(event)):
+                        return event
+
+    async def frame_with(self, payload: bytes, timeout: float) -> bytes:
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await self.ws.recv()
+                if isinstance(raw, str):
+                    self.seen.append(json.loads(raw))
+                elif raw[9:] == payload:
+                    return raw
+
+    async def drain(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                while True:
+                    raw = await self.ws.recv()
+                    if isinstance(raw, str):
+                        self.seen.append(json.loads(raw))
+        except TimeoutError:
+            pass
+
+    def left(self) -> list[dict]:
+        return [e for e in self.seen if e["type"] == "participant.left"]
+
+
+async def connect(node: Node, api: Api, user: dict, room_id: int, query: str = "") -> Client:
+    if not query:
+        ticket = (await asyncio.to_thread(api.ok, "POST", f"/api/rooms/{room_id}/join", {}))[
+            "ticket"
+        ]
+        query = f"ticket={ticket}"
+    ws = await ws_connect(f"{node.ws}/ws/rooms/{room_id}/?{query}", max_size=2**20)
+    welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert welcome["type"] == "welcome", welcome
+    return Client(ws, welcome, user)
+
+
+def get(node: Node, path: str, token: str | None = None) -> tuple[int, dict | None]:
+    request = urllib.request.Request(node.url + path)
+    if token:
+        request.add_header("Authorization", f"Token {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else None
+
+
+async def aget(node: Node, path: str, token: str | None = None) -> tuple[int, dict | None]:
+    return await asyncio.to_thread(get, node, path, token)
+
+
+async def until(check, timeout: float, what: str, step: float = 0.1) -> float:
+    """Poll `check` (async, truthy when done) until it holds; the seconds it took."""
+    started = time.monotonic()
+    while True:
+        if await check():
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(step)
+
+
+async def voice_reaches(sender: Client, listener: Client, timeout: float = 10) -> float:
+    """Send a frame every 100 ms until `listener` hears one; the seconds it took."""
+    payload = secrets.token_bytes(8)
+    started = time.monotonic()
+
+    async def speak():
+        while True:
+            await sender.ws.send(payload)
+            await asyncio.sleep(0.1)
+
+    speaker = asyncio.ensure_future(speak())
+    try:
+        await listener.frame_with(payload, timeout)
+    finally:
+        speaker.cancel()
+    return time.monotonic() - started
+
+
+async def chat_reaches(sender: Client, listener: Client, timeout: float = 10) -> float:
+    """Send a chat line every 300 ms until `listener` reads one; the seconds it took."""
+    text = secrets.token_hex(4)
+    started = time.monotonic()
+
+    async def say():
+        while True:
+            await sender.ws.send(json.dumps({"type": "chat", "text": text}))
+            await asyncio.sleep(0.3)
+
+    speaker = asyncio.ensure_future(say())
+    try:
+        await listener.event("chat", timeout, where=lambda e: e["text"] == text)
+    finally:
+        speaker.cancel()
+    return time.monotonic() - started
+
+
+async def people(node: Node, count: int, seat_count: int = 0):
+    owner_api, owner = await asyncio.to_thread(Api.user, node.url)
+    room = await asyncio.to_thread(
+        owner_api.ok, "POST", "/api/rooms/", {"name": "faults", "seat_count": seat_count}
+    )
+    found = [(owner_api, owner)]
+    for _ in range(count - 1):
+        found.append(await asyncio.to_thread(Api.user, node.url))
+    return room, found
+
+
+def report(name: str, seconds: float) -> None:
+    print(f"[faults] {name}: {seconds:.2f} s")
+
+
+# -- Redis stopped and restarted ------------------------------------------------------------------
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("kind", ["uvicorn"])
+async def test_redis_stopped_and_restarted_mid_room(kind, private_redis, shared_db, nodes):
+    env = fault_env(DATABASE_URL=shared_db, REDIS_URL=private_redis.url)
+    n1 = nodes.start(kind, env)
+    n2 = nodes.start(kind, env)
+    room, [(api_a, ua), (api_b, ub), (api_c, uc), (api_d, ud)] = await people(n1, 4)
+    rid = room["id"]
+    a = await connect(n1, api_a, ua, rid)
+    b = await connect(n1, api_b, ub, rid)
+    c = await connect(n2, api_c, uc, rid)
+    await a.event("participant.joined", where=lambda e: e["participant"]["user_id"] == uc["id"])
+    await voice_reaches(a, c)
+    await voice_reaches(c, a)
+    await chat_reaches(c, a)
+
+    private_redis.stop()
+    stopped = time.monotonic()
+    for n in (n1, n2):
+        report(
+            "readyz 503 after Redis stopped",
+            await until(lambda n=n: _ready_is(n, 503), 5, f"{n.url}/readyz answers 503"),
+        )
+        status, body = await aget(n, "/readyz")
+        assert body["checks"]["channel_layer"]["ok"] is False, body
+        assert body["checks"]["database"]["ok"] is True, body
+        assert (await aget(n, "/healthz"))[0] == 200
+    # REST that reads live state refuses with a code; REST that does not still works.
+    status, body = await aget(n1, f"/api/rooms/{rid}/", api_a.token)
+    assert (status, body["code"]) == (503, "redis_unavailable"), body
+    status, body = await aget(n2, "/api/auth/me", api_c.token)
+    assert status == 200, body
+    # Voice between members of the same node keeps flowing, every frame in order.
+    for i in range(20):
+        await a.ws.send(b"local-%02d" % i)
+    for i in range(20):
+        assert (await b.frame_with(b"local-%02d" % i, 5))[9:] == b"local-%02d" % i
+    # Chat cannot go out: the sender is told so, and keeps its socket.
+    await a.ws.send(json.dumps({"type": "chat", "text": "lost"}))
+    error = await a.event("error", 10)
+    assert error["code"] == "service_unavailable", error
+    await voice_reaches(b, a, 5)
+    # A socket opened now is refused (its credential is in Redis); the node carries on.
+    await refused(n2, f"/ws/rooms/{rid}/?resume={c.token}")
+    # Stay down longer than VOICEROOM_NODE_DEAD_AFTER_S: every heartbeat looks stale.
+    await asyncio.sleep(max(0.0, 3.0 - (time.monotonic() - stopped)))
+    report("Redis down for", time.monotonic() - stopped)
+
+    private_redis.start()
+    back = time.monotonic()
+    for n in (n1, n2):
+        report(
+            "readyz 200 after Redis restarted",
+            await until(lambda n=n: _ready_is(n, 200), 15, f"{n.url}/readyz answers 200"),
+        )
+    report("voice n1->n2 after restart", await voice_reaches(a, c, 15))
+    report("voice n2->n1 after restart", await voice_reaches(c, a, 15))
+    report("chat n2->n1 after restart", await chat_reaches(c, a, 15))
+
+    # The restarted Redis was empty: the nodes put their live sockets back into presence.
+    async def three_online():
+        counts = []
+        for n in (n1, n2):
+            status, body = await aget(n, f"/api/rooms/{rid}/", api_a.token)
+            counts.append(body.get("online_count") if status == 200 else status)
+        return counts == [3, 3]
+
+    report("presence restored", await until(three_online, 10, "online_count 3 on both nodes"))
+    report("everything back after restart", time.monotonic() - back)
+
+    # A member whose socket drops now resumes, on the other node, with its old token.
+    c.ws.transport.abort()
+    await a.event(
+        "participant.updated",
+        10,
+        where=lambda e: (
+            e["participant"]["user_id"] == uc["id"] and not e["participant"]["connected"]
+        ),
+    )
+    c2 = await connect(n1, api_c, uc, rid, query=f"resume={c.token}")
+    assert c2.welcome["resumed"] is True
+    await voice_reaches(c2, a)
+    # Joining and leaving work as before.
+    d = await connect(n2, api_d, ud, rid)
+    await a.event("participant.joined", where=lambda e: e["participant"]["user_id"] == ud["id"])
+    await voice_reaches(a, d)
+    await d.ws.send(json.dumps({"type": "leave"}))
+    left = await a.event("participant.left")
+    assert left == {"type": "participant.left", "user_id": ud["id"], "reason": "left"}
+    # Through all this nobody else was ever shown as gone.
+    await a.drain(0.5)
+    await b.drain(0.1)
+    assert a.left() == [left] and b.left() in ([], [left])
+    for m in (a, b, c2):
+        await m.ws.close()
+
+
+async def refused(node: Node, path: str) -> None:
+    """A socket that cannot be served while a dependency is down is refused at the
+    handshake (HTTP 500: browsers report 1006, and clients retry with backoff)."""
+    with pytest.raises(InvalidStatus) as refusal:
+        ws = await ws_connect(node.ws + path, open_timeout=10)
+        await ws.close()
+    assert refusal.value.response.status_code == 500
+    assert (await aget(node, "/healthz"))[0] == 200
+
+
+async def _ready_is(node: Node, status: int) -> bool:
+    return (await aget(node, "/readyz"))[0] == status
