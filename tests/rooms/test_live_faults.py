@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.live import Api, MariaDBServer, Node, RedisServer, base_env, migrate
 
@@ -47,7 +47,7 @@ def need_binary(path: str) -> None:
 
 
 def fault_env(**extra: str) -> dict[str, str]:
-    return base_env(VOICEROOM_REDIS_PREFIX=f"f{secrets.token_hex(3)}", **FAST, **extra)
+    return base_env(**{"VOICEROOM_REDIS_PREFIX": f"f{secrets.token_hex(3)}", **FAST, **extra})
 
 
 class Nodes:
@@ -340,15 +340,206 @@ async def test_redis_stopped_and_restarted_mid_room(kind, private_redis, shared_
         await m.ws.close()
 
 
-async def refused(node: Node, path: str) -> None:
-    """A socket that cannot be served while a dependency is down is refused at the
-    handshake (HTTP 500: browsers report 1006, and clients retry with backoff)."""
-    with pytest.raises(InvalidStatus) as refusal:
+async def refused(node: Node, path: str) -> str:
+    """A socket that cannot be served while a dependency is down is refused: at the
+    handshake (HTTP 500, which browsers report as 1006), or just after it (1006 or 1011).
+    Either way clients retry with backoff, and the node carries on."""
+    try:
         ws = await ws_connect(node.ws + path, open_timeout=10)
-        await ws.close()
-    assert refusal.value.response.status_code == 500
+    except InvalidStatus as refusal:
+        assert refusal.response.status_code == 500
+        how = "HTTP 500"
+    else:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        how = f"close {ws.close_code}"
+        assert ws.close_code in (1006, 1011), how
+    print(f"[faults] socket opened while a dependency is down: {how}")
     assert (await aget(node, "/healthz"))[0] == 200
+    return how
 
 
 async def _ready_is(node: Node, status: int) -> bool:
     return (await aget(node, "/readyz"))[0] == status
+
+
+# -- MariaDB stopped ---------------------------------------------------------------------------
+
+
+def snapshot(url: str) -> dict[str, list[tuple]]:
+    """Every row of every table, to compare what is stored before and after an outage."""
+    from tests.live import _mysql_connect
+
+    name = url.rpartition("/")[2]
+    conn = _mysql_connect(url)
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"USE {name}")
+        cursor.execute("SHOW TABLES")
+        tables = [row[0] for row in cursor.fetchall()]
+        found = {}
+        for table in tables:
+            cursor.execute(f"SELECT * FROM `{table}`")
+            found[table] = sorted(cursor.fetchall(), key=repr)
+        return found
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def shared_redis_prefix():
+    """A prefix of this test's own on the shared Redis; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"f{secrets.token_hex(3)}"
+    yield prefix
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.mark.redis
+async def test_mariadb_stopped_voice_and_chat_go_on_rest_says_503_nothing_lost(
+    private_mariadb, shared_redis_prefix, nodes
+):
+    from tests.live import _mysql_connect
+
+    started = time.monotonic()
+    admin = _mysql_connect(private_mariadb.url(""))
+    admin.cursor().execute("CREATE DATABASE voiceroom_faults CHARACTER SET utf8mb4")
+    admin.close()
+    db_url = private_mariadb.url("voiceroom_faults")
+    migrate(base_env(DATABASE_URL=db_url))
+    report("private MariaDB started and migrated", time.monotonic() - started)
+    env = fault_env(
+        DATABASE_URL=db_url, REDIS_URL=os.environ["REDIS_URL"], VOICEROOM_RESUME_WINDOW_S="3"
+    )
+    env["VOICEROOM_REDIS_PREFIX"] = shared_redis_prefix
+    n1 = nodes.start("uvicorn", env)
+    n2 = nodes.start("uvicorn", env)
+    room, found = await people(n1, 5, seat_count=4)
+    [(api_a, ua), (api_b, ub), (api_c, uc), (api_d, ud), (api_e, ue)] = found
+    rid = room["id"]
+    a = await connect(n1, api_a, ua, rid)
+    d = await connect(n1, api_d, ud, rid)
+    b = await connect(n2, api_b, ub, rid)
+    c = await connect(n2, api_c, uc, rid)
+    await asyncio.to_thread(api_e.ok, "POST", f"/api/rooms/{rid}/join", {})
+    await asyncio.to_thread(
+        api_a.ok, "POST", f"/api/rooms/{rid}/members/{ue['id']}/ban", {"reason": "spam"}
+    )
+    await asyncio.to_thread(
+        api_a.ok, "POST", f"/api/rooms/{rid}/members/{uc['id']}/mute", {"muted": True}
+    )
+    await a.ws.send(json.dumps({"type": "seat.take", "index": 0}))
+    await b.ws.send(json.dumps({"type": "seat.take", "index": 1}))
+    for m in (a, b):
+        await m.event("seat.updated", where=lambda e: e["seat"]["user_id"] == ub["id"])
+    await voice_reaches(a, b)
+    await voice_reaches(b, a)
+    before = snapshot(db_url)
+
+    stopping = time.monotonic()
+    private_mariadb.stop()
+    stopped = time.monotonic()
+    report("MariaDB stopped (SIGTERM) in", stopped - stopping)
+    for n in (n1, n2):
+        await until(lambda n=n: _ready_is(n, 503), 5, f"{n.url}/readyz answers 503")
+        status, body = await aget(n, "/readyz")
+        assert body["checks"]["database"]["ok"] is False, body
+        assert body["checks"]["channel_layer"]["ok"] is True, body
+        assert (await aget(n, "/healthz"))[0] == 200
+    # REST answers 503 with a code, in JSON.
+    for call in (
+        lambda: Api(n1.url, api_a.token).call("GET", "/api/rooms/"),
+        lambda: Api(n2.url, api_b.token).call("GET", f"/api/rooms/{rid}/"),
+        lambda: Api(n2.url, api_e.token).call("POST", f"/api/rooms/{rid}/join", {}),
+        lambda: Api(n1.url, api_a.token).call("POST", f"/api/rooms/{rid}/members/{uc['id']}/kick"),
+        lambda: Api(n1.url).call("POST", "/api/auth/login", {"username": "x", "password": "y"}),
+    ):
+        status, body = await asyncio.to_thread(call)
+        assert (status, body and body.get("code")) == (503, "database_unavailable"), body
+    # Voice keeps flowing between connected members, across nodes, every frame in order.
+    seq = None
+    for i in range(20):
+        await a.ws.send(b"db-down-%02d" % i)
+    for listener in (b, c, d):
+        frames = [await listener.frame_with(b"db-down-%02d" % i, 5) for i in range(20)]
+        seqs = [int.from_bytes(f[5:9], "big") for f in frames]
+        assert seqs == list(range(seqs[0], seqs[0] + 20))
+        assert seq in (None, seqs[0])
+        seq = seqs[0]
+    await voice_reaches(b, a, 5)
+    # Chat needs no database: it goes on too, across nodes.
+    await chat_reaches(b, a, 5)
+    await chat_reaches(a, c, 5)
+    # A frame that writes is refused with a code; the socket stays and still speaks.
+    await b.ws.send(json.dumps({"type": "seat.leave"}))
+    assert (await b.event("error", 10))["code"] == "service_unavailable"
+    await voice_reaches(b, a, 5)
+    # A socket that drops now, and one that opens now, do not take the node down.
+    d.ws.transport.abort()
+    await refused(n1, f"/ws/rooms/{rid}/?resume={d.token}")
+    await voice_reaches(a, b, 5)
+    # Down longer than the resume window: the dropped member's timeout falls due now.
+    await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - stopped)))
+    report("MariaDB down for", time.monotonic() - stopped)
+
+    back = time.monotonic()
+    private_mariadb.start()
+    report("MariaDB restarted in", time.monotonic() - back)
+    for n in (n1, n2):
+        report(
+            "readyz 200 after MariaDB restarted",
+            await until(lambda n=n: _ready_is(n, 200), 15, f"{n.url}/readyz answers 200"),
+        )
+    status, body = await aget(n2, f"/api/rooms/{rid}/members/", api_b.token)
+    assert status == 200, body
+    report("REST 200 after MariaDB restarted", time.monotonic() - back)
+    # The reaper lived through the outage: the member who dropped is timed out now.
+    left = await a.event("participant.left", 10)
+    assert left == {"type": "participant.left", "user_id": ud["id"], "reason": "timeout"}
+    report("timeout that fell due during the outage done", time.monotonic() - back)
+    status, body = await aget(n2, f"/api/rooms/{rid}/", api_b.token)
+    assert status == 200 and body["online_count"] == 3, body
+    await asyncio.sleep(0.5)
+    after = snapshot(db_url)
+    # Everything stored before is still there, unchanged: rooms, memberships, seats, bans,
+    # mutes, the audit log, users and tokens. The one change is the timed-out member.
+    memberships = "rooms_membership"
+    columns = _columns(db_url, memberships)
+    user_col = columns.index("user_id")
+
+    def without_d(rows):
+        return [r for r in rows if r[user_col] != ud["id"]]
+
+    for table, rows in before.items():
+        if table == memberships:
+            assert without_d(after[table]) == without_d(rows)
+        else:
+            assert after[table] == rows, table
+    [d_row] = [r for r in after[memberships] if r[user_col] == ud["id"]]
+    assert d_row[columns.index("active")] == 0
+    assert any(r[columns.index("banned")] for r in after[memberships])
+    # Writes work again.
+    await b.ws.send(json.dumps({"type": "seat.leave"}))
+    freed = await a.event("seat.updated", where=lambda e: e["seat"]["index"] == 1)
+    assert freed["seat"]["user_id"] is None
+    await voice_reaches(a, b)
+    assert all(e["user_id"] == ud["id"] for e in a.left() + b.left() + c.left())
+    for m in (a, b, c):
+        await m.ws.close()
+
+
+def _columns(url: str, table: str) -> list[str]:
+    from tests.live import _mysql_connect
+
+    conn = _mysql_connect(url)
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT * FROM {url.rpartition('/')[2]}.`{table}` LIMIT 0")
+        return [d[0] for d in cursor.description]
+    finally:
+        conn.close()
