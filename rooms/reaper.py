@@ -24,36 +24,41 @@ _loop: asyncio.AbstractEventLoop | None = None
 
 
 ABSENT_EVERY_S = 30.0
+_last_beat: float | None = None  # time.monotonic() of this process's last heartbeat
+_judge_others_after = 0.0
 RETRY_TIMEOUT_S = 1.0  # a resume window whose timeout failed is tried again this much later
 # The first pass waits a full period after start: members of an embedded node that just
 # restarted get time to reconnect before anyone is released.
 _last_absent_reap = time.time()
 
 
-def tick(
-    now: float | None = None,
-    sequences: list[tuple[int, int, str, int]] = (),
-    *,
-    claim_dead: bool = True,
-) -> bool:
+def tick(now: float | None = None, sequences: list[tuple[int, int, str, int]] = ()) -> bool:
     """One round of housekeeping (synchronous; runs in a worker thread).
 
     Returns True when this node's heartbeat entry was missing: presence may have lost
     this node's sockets (Redis restarted empty, or this node was declared dead), and the
     caller must reattach them (`services.participants_reattach`).
     """
-    global _last_absent_reap
+    global _last_absent_reap, _last_beat, _judge_others_after
     store = presence.store()
     now = time.time() if now is None else now
+    dead_after = float(settings.VOICEROOM_NODE_DEAD_AFTER_S)
     lost = store.heartbeat(presence.NODE_ID, now)
+    beat = time.monotonic()
+    if _last_beat is not None and beat - _last_beat > dead_after / 2:
+        # Our own heartbeats stopped for a while (Redis down or hung, or this process
+        # stalled): the other nodes' heartbeats were most likely held up as well. Declare
+        # nobody dead until they have had time to beat again.
+        _judge_others_after = beat + dead_after
+    _last_beat = beat
     if lost:
         # Give every node time to reattach its sockets before members who look absent
         # are released.
         _last_absent_reap = now
     for room_id, user_id, channel, seq in sequences:
         services.participant_voice_seq(room_id=room_id, user_id=user_id, channel=channel, seq=seq)
-    if claim_dead:
-        for node in store.claim_dead_nodes(now, float(settings.VOICEROOM_NODE_DEAD_AFTER_S)):
+    if beat >= _judge_others_after:
+        for node in store.claim_dead_nodes(now, dead_after):
             logger.warning(
                 "node %s stopped heartbeating; its participants enter their resume window", node
             )
@@ -90,17 +95,10 @@ def _local_sockets() -> list[tuple[int, int, str, int]]:
 
 async def _run() -> None:
     interval = min(1.0, float(settings.VOICEROOM_NODE_HEARTBEAT_S))
-    dead_after = float(settings.VOICEROOM_NODE_DEAD_AFTER_S)
     reattach = False
-    judge_others_after = 0.0
     while True:
         try:
-            # After an outage of our own, every other node's heartbeat looks stale too:
-            # do not declare anyone dead until they have had time to beat again.
-            claim_dead = time.monotonic() >= judge_others_after
-            lost = await database_sync_to_async(tick)(
-                sequences=relay.unsaved_sequences(), claim_dead=claim_dead
-            )
+            lost = await database_sync_to_async(tick)(sequences=relay.unsaved_sequences())
             if lost or reattach:
                 # Sockets may have come or gone unrecorded, or presence lost them.
                 await database_sync_to_async(services.participants_reattach)(
@@ -112,7 +110,6 @@ async def _run() -> None:
         except Exception:
             logger.warning("presence housekeeping failed; retrying", exc_info=True)
             reattach = True
-            judge_others_after = time.monotonic() + dead_after + interval
         await asyncio.sleep(interval)
 
 

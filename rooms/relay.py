@@ -308,6 +308,7 @@ HELLO_EVERY_S = 5.0
 FORGET_AFTER_S = 15.0
 ASSUME_OTHERS_FOR_S = 2.0
 _ASSUMED = b"?"  # stands for "nodes not heard from yet" in VoiceBus.remote
+PUBLISH_TIMEOUT_S = 1.0  # voice older than this is not worth delivering
 
 
 class VoiceBus:
@@ -382,12 +383,32 @@ class VoiceBus:
                 pipe = self._client.pipeline(transaction=False)
                 for channel, message in batch:
                     pipe.publish(channel, message)
-                await pipe.execute()
+                # A hung Redis must not hold the publisher: frames would pile up here
+                # and reach the other nodes seconds late, all at once, when it wakes.
+                await asyncio.wait_for(pipe.execute(), PUBLISH_TIMEOUT_S)
             except asyncio.CancelledError:
                 raise
+            except TimeoutError:
+                logger.warning("voice publish of %d messages timed out; dropped", len(batch))
+                await self._wait_for_redis()
             except Exception:
                 logger.warning("voice publish of %d messages failed", len(batch), exc_info=True)
                 await asyncio.sleep(0.5)
+
+    async def _wait_for_redis(self) -> None:
+        """Publish nothing more until Redis answers again: what a hung Redis was sent
+        (even on a connection given up since) is still carried out when it wakes, so
+        every frame sent meanwhile would arrive late, in one burst. Frames queued while
+        waiting are stale by then, and dropped."""
+        while True:
+            try:
+                await asyncio.wait_for(self._client.ping(), PUBLISH_TIMEOUT_S)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(0.2)
+        self._queue = []
 
     def watch(self, room_id: int) -> None:
         self._watched.add(room_id)

@@ -284,6 +284,13 @@ class RedisServer:
         _wait_port(self.port, self.proc, "redis-server", timeout)
         return self
 
+    def pause(self) -> None:
+        """SIGSTOP: a hung Redis. Connections stay open; nothing is answered."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM

@@ -34,6 +34,7 @@ FAST = {
     "VOICEROOM_NODE_HEARTBEAT_S": "0.5",
     "VOICEROOM_NODE_DEAD_AFTER_S": "2",
     "DJANGO_LOG_LEVEL": "WARNING",
+    "PYTHONFAULTHANDLER": "1",  # a node that hangs on stop shows where (tests.live.Node.stop)
 }
 
 
@@ -145,6 +146,14 @@ class Client:
                         self.seen.append(json.loads(raw))
         except TimeoutError:
             pass
+
+    async def closed(self, timeout: float) -> int:
+        """Read until the server closes the socket; its close code."""
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.ws.recv()
+        return self.ws.close_code
 
     def left(self) -> list[dict]:
         return [e for e in self.seen if e["type"] == "participant.left"]
@@ -337,6 +346,85 @@ async def test_redis_stopped_and_restarted_mid_room(kind, private_redis, shared_
     await b.drain(0.1)
     assert a.left() == [left] and b.left() in ([], [left])
     for m in (a, b, c2):
+        await m.ws.close()
+
+
+@pytest.mark.mysql
+async def test_redis_hung_then_back_nobody_is_declared_dead_and_no_stale_burst(
+    private_redis, shared_db, nodes
+):
+    env = fault_env(DATABASE_URL=shared_db, REDIS_URL=private_redis.url)
+    n1 = nodes.start("uvicorn", env)
+    n2 = nodes.start("uvicorn", env)
+    room, [(api_a, ua), (api_b, ub), (api_c, uc)] = await people(n1, 3)
+    rid = room["id"]
+    a = await connect(n1, api_a, ua, rid)
+    b = await connect(n1, api_b, ub, rid)
+    c = await connect(n2, api_c, uc, rid)
+    await a.event("participant.joined", where=lambda e: e["participant"]["user_id"] == uc["id"])
+    await voice_reaches(a, c)
+
+    private_redis.pause()
+    hung = time.monotonic()
+    try:
+
+        async def talks_locally():
+            # a talks on through the hang: b, on the same node, hears every frame at once.
+            for i in range(50):
+                await a.ws.send(b"hung-%03d" % i)
+                assert (await b.frame_with(b"hung-%03d" % i, 1))[9:] == b"hung-%03d" % i
+                await asyncio.sleep(0.05)
+
+        async def not_ready(n: Node):
+            await until(lambda: _ready_is(n, 503), 10, f"{n.url}/readyz answers 503")
+            status, body = await aget(n, "/readyz")
+            assert body["checks"]["channel_layer"]["ok"] is False, body
+
+        await asyncio.gather(talks_locally(), not_ready(n1), not_ready(n2))
+        # Longer than twice VOICEROOM_NODE_DEAD_AFTER_S: every heartbeat looks stale.
+        await asyncio.sleep(max(0.0, 4.5 - (time.monotonic() - hung)))
+        report("Redis hung for", time.monotonic() - hung)
+    finally:
+        private_redis.resume()
+    for n in (n1, n2):
+        report(
+            "readyz 200 after Redis woke up",
+            await until(lambda n=n: _ready_is(n, 200), 15, f"{n.url}/readyz answers 200"),
+        )
+    # What a said during the hang reaches the other node late, if at all: at most about
+    # one second of it (what was in flight when Redis stopped answering), not a burst of
+    # everything.
+    stale = []
+    try:
+        async with asyncio.timeout(2):
+            while True:
+                raw = await c.ws.recv()
+                if isinstance(raw, bytes) and raw[9:].startswith(b"hung-"):
+                    stale.append(raw[9:])
+                elif isinstance(raw, str):
+                    c.seen.append(json.loads(raw))
+    except TimeoutError:
+        pass
+    print(f"[faults] stale frames delivered after the hang: {len(stale)} of 50")
+    assert len(stale) <= 20, len(stale)
+    report("voice n1->n2 after the hang", await voice_reaches(a, c, 15))
+    report("voice n2->n1 after the hang", await voice_reaches(c, a, 15))
+    await chat_reaches(c, a, 10)
+    # Every heartbeat was held up, but no node declared another dead: nobody was shown
+    # as disconnected, let alone gone.
+    await a.drain(3)
+    await c.drain(0.2)
+    for m in (a, c):
+        gone = [
+            e
+            for e in m.seen
+            if e["type"] == "participant.left"
+            or (e["type"] == "participant.updated" and not e["participant"]["connected"])
+        ]
+        assert gone == [], gone
+    status, body = await aget(n2, f"/api/rooms/{rid}/", api_a.token)
+    assert body["online_count"] == 3, body
+    for m in (a, b, c):
         await m.ws.close()
 
 
