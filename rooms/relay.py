@@ -528,6 +528,33 @@ def ensure_bus() -> None:
     relay.bus.start()
 
 
+async def _drain_and_settle(limit_s: float = 5.0) -> None:
+    """Close every socket, then wait until the sync work their closing started is done.
+
+    A closed socket's disconnect handler runs in asgiref's thread-sensitive executor,
+    and that code hops back into the event loop to broadcast (`async_to_sync`). Once
+    the reactor has stopped, a thread still waiting for the loop never finishes, and the
+    process never exits (seen: a daphne node stuck for good after SIGTERM). So the
+    reactor is held until a no-op queued behind that work runs at once.
+    """
+    from asgiref.sync import sync_to_async
+
+    await relay.drain(CLOSE_DRAINING)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    await asyncio.sleep(0.1)  # disconnect handlers reach their sync step
+    while loop.time() < deadline:
+        started = loop.time()
+        await sync_to_async(_nothing, thread_sensitive=True)()
+        if loop.time() - started < 0.02:
+            return
+        await asyncio.sleep(0.05)
+
+
+def _nothing() -> None:
+    pass
+
+
 _drain_installed = False
 CLOSE_DRAINING = 4013  # daphne's stand-in for 1012, see below
 
@@ -551,7 +578,7 @@ def _drain_on_daphne_shutdown() -> None:
             sum(map(len, relay.rooms.values())),
             CLOSE_DRAINING,
         )
-        return defer.Deferred.fromFuture(asyncio.ensure_future(relay.drain(CLOSE_DRAINING)))
+        return defer.Deferred.fromFuture(asyncio.ensure_future(_drain_and_settle()))
 
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
     _drain_installed = True

@@ -141,6 +141,13 @@ class Node:
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
+                if self.env.get("PYTHONFAULTHANDLER"):
+                    # Leave every thread's stack in the log, to see where it hung.
+                    os.kill(self.proc.pid, signal.SIGABRT)
+                    try:
+                        self.proc.wait(2)
+                    except subprocess.TimeoutExpired:
+                        pass
                 self.kill()
 
 

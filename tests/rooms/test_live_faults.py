@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -631,3 +632,60 @@ def _columns(url: str, table: str) -> list[str]:
         return [d[0] for d in cursor.description]
     finally:
         conn.close()
+
+
+# -- a node restarted ----------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+@pytest.mark.mysql
+@pytest.mark.parametrize("kind", ["uvicorn", "daphne"])
+async def test_a_node_restarted_on_its_port_gets_its_clients_back(
+    kind, shared_db, shared_redis_prefix, nodes
+):
+    env = fault_env(DATABASE_URL=shared_db, REDIS_URL=os.environ["REDIS_URL"])
+    env["VOICEROOM_REDIS_PREFIX"] = shared_redis_prefix
+    n1 = nodes.start(kind, env)
+    n2 = nodes.start(kind, env)
+    room, [(api_a, ua), (api_b, ub), (api_c, uc)] = await people(n1, 3, seat_count=4)
+    rid = room["id"]
+    a = await connect(n1, api_a, ua, rid)
+    b = await connect(n2, api_b, ub, rid)
+    c = await connect(n2, api_c, uc, rid)
+    await a.ws.send(json.dumps({"type": "seat.take", "index": 0}))
+    await b.ws.send(json.dumps({"type": "seat.take", "index": 1}))
+    await a.event("seat.updated", where=lambda e: e["seat"]["user_id"] == ub["id"])
+    await voice_reaches(a, b)
+    await voice_reaches(b, a)
+
+    for how in (signal.SIGTERM, signal.SIGKILL):
+        stopping = time.monotonic()
+        n2.stop(how)  # same port, same environment; a new process is a new node id
+        for m in (b, c):
+            await m.closed(10)
+        expected = {signal.SIGTERM: 1012 if kind == "uvicorn" else 4013, signal.SIGKILL: 1006}
+        assert b.ws.close_code == c.ws.close_code == expected[how]
+        n2.start()
+        report(f"{kind} node back after {how.name}", time.monotonic() - stopping)
+        b2 = await connect(n2, api_b, ub, rid, query=f"resume={b.token}")
+        c2 = await connect(n2, api_c, uc, rid, query=f"resume={c.token}")
+        assert b2.welcome["resumed"] is True and c2.welcome["resumed"] is True
+        assert b2.welcome["you"]["seat"] == 1 and c2.welcome["you"]["seat"] is None
+        assert b2.token == b.token
+        seats = {s["index"]: s["user_id"] for s in b2.welcome["seats"]}
+        assert seats[0] == ua["id"] and seats[1] == ub["id"]
+        report(f"{kind} clients resumed after {how.name}", time.monotonic() - stopping)
+        report(f"voice n1->n2 after {how.name}", await voice_reaches(a, b2))
+        report(f"voice n2->n1 after {how.name}", await voice_reaches(b2, a))
+        await voice_reaches(a, c2)
+        await chat_reaches(c2, a)
+        b, c = b2, c2
+    # Longer than VOICEROOM_NODE_DEAD_AFTER_S: the killed process is declared dead, and
+    # that must not take away the members who came back.
+    await a.drain(3.5)
+    assert a.left() == [], a.left()
+    status, body = await aget(n1, f"/api/rooms/{rid}/", api_a.token)
+    assert body["online_count"] == 3, body
+    await voice_reaches(b, a)
+    for m in (a, b, c):
+        await m.ws.close()
