@@ -254,7 +254,7 @@ def report(name: str, seconds: float) -> None:
 
 
 @pytest.mark.mysql
-@pytest.mark.parametrize("kind", ["uvicorn"])
+@pytest.mark.parametrize("kind", ["uvicorn", "daphne"])
 async def test_redis_stopped_and_restarted_mid_room(kind, private_redis, shared_db, nodes):
     env = fault_env(DATABASE_URL=shared_db, REDIS_URL=private_redis.url)
     n1 = nodes.start(kind, env)
