@@ -661,6 +661,8 @@ async def test_a_node_restarted_on_its_port_gets_its_clients_back(
     for how in (signal.SIGTERM, signal.SIGKILL):
         stopping = time.monotonic()
         n2.stop(how)  # same port, same environment; a new process is a new node id
+        if how == signal.SIGTERM:  # it exits by itself (it used to hang for good on daphne)
+            assert n2.proc.returncode != -signal.SIGKILL, "the node did not exit on SIGTERM"
         for m in (b, c):
             await m.closed(10)
         expected = {signal.SIGTERM: 1012 if kind == "uvicorn" else 4013, signal.SIGKILL: 1006}
