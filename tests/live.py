@@ -309,6 +309,12 @@ class RedisServer:
                 self.proc.wait(10)
 
 
+def _me() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
 class MariaDBServer:
     """A mariadbd of the test's own: data directory in a temporary folder, loopback port,
     no grant tables (nothing else can reach it). Starting it takes well under a second."""
@@ -326,7 +332,7 @@ class MariaDBServer:
                 "--no-defaults",
                 "--auth-root-authentication-method=normal",
                 f"--datadir={self.folder}/data",
-                "--user=root",
+                f"--user={_me()}",
                 "--skip-test-db",
             ],
             capture_output=True,
@@ -356,7 +362,7 @@ class MariaDBServer:
                 f"--pid-file={self.folder}/mysqld.pid",
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
-                "--user=root",
+                f"--user={_me()}",
                 "--skip-grant-tables",
                 "--skip-log-bin",
                 "--innodb-buffer-pool-size=32M",
