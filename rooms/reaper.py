@@ -45,10 +45,11 @@ def tick(now: float | None = None, sequences: list[tuple[int, int, str, int]] = 
     dead_after = float(settings.VOICEROOM_NODE_DEAD_AFTER_S)
     lost = store.heartbeat(presence.NODE_ID, now)
     beat = time.monotonic()
-    if _last_beat is not None and beat - _last_beat > dead_after / 2:
+    if _last_beat is None or beat - _last_beat > dead_after / 2:
         # Our own heartbeats stopped for a while (Redis down or hung, or this process
-        # stalled): the other nodes' heartbeats were most likely held up as well. Declare
-        # nobody dead until they have had time to beat again.
+        # stalled), or this is our first: the other nodes' heartbeats may have been held
+        # up as well, as far as we can tell. Declare nobody dead until they have had
+        # time to beat again.
         _judge_others_after = beat + dead_after
     _last_beat = beat
     if lost:
