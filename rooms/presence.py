@@ -79,6 +79,7 @@ class Store(Protocol):
     def reattach(
         self, node: str, sockets: list[tuple[int, int, str, int]]
     ) -> tuple[list[Session], list[Session]]: ...
+    def keep_only(self, live: set[str]) -> dict[str, Session]: ...
     def clear(self) -> None: ...
 
 
@@ -220,6 +221,9 @@ class LocalStore:
     def reattach(self, node, sockets):
         return [], []
 
+    def keep_only(self, live):
+        return {}
+
     def clear(self):
         with self._lock:
             self._rooms.clear()
@@ -309,6 +313,15 @@ class RedisStore:
     def _forget(self, channel: str) -> None:
         with self._mine_lock:
             self._mine.pop(channel, None)
+
+    def keep_only(self, live: set[str]) -> dict[str, Session]:
+        """Forget the sessions of sockets that ended without a detach here (kicked or
+        replaced through another node); returns those kept, by channel. Recent ones stay:
+        they may still be opening (attached, not yet among the live sockets)."""
+        old = time.monotonic() - MINE_GRACE_S
+        with self._mine_lock:
+            self._mine = {c: e for c, e in self._mine.items() if c in live or e[0] > old}
+            return {c: e[1] for c, e in self._mine.items()}
 
     def detach(self, room_id, user_id, channel, *, seq):
         self._forget(channel)
@@ -445,14 +458,7 @@ class RedisStore:
         dropped while Redis was unreachable) enter their resume window.
         Returns (sessions reattached, sessions detached).
         """
-        live = {channel for _, _, channel, _ in sockets}
-        with self._mine_lock:
-            # Forget sockets that ended without a detach here (kicked or replaced through
-            # another node). Recent ones stay: they may still be opening (attached, not
-            # yet among the live sockets).
-            old = time.monotonic() - MINE_GRACE_S
-            self._mine = {c: e for c, e in self._mine.items() if c in live or e[0] > old}
-            mine = {c: e[1] for c, e in self._mine.items()}
+        mine = self.keep_only({channel for _, _, channel, _ in sockets})
         reattached = []
         for room_id, user_id, channel, seq in sockets:
             known = mine.get(channel)

@@ -97,9 +97,14 @@ def _local_sockets() -> list[tuple[int, int, str, int]]:
 async def _run() -> None:
     interval = min(1.0, float(settings.VOICEROOM_NODE_HEARTBEAT_S))
     reattach = False
+    pruned = time.monotonic()
     while True:
         try:
             lost = await database_sync_to_async(tick)(sequences=relay.unsaved_sequences())
+            if time.monotonic() - pruned > ABSENT_EVERY_S:
+                pruned = time.monotonic()
+                # Memory only: the sessions kept for `reattach`, of sockets now gone.
+                presence.store().keep_only({s[2] for s in _local_sockets()})
             if lost or reattach:
                 # Sockets may have come or gone unrecorded, or presence lost them.
                 await database_sync_to_async(services.participants_reattach)(

@@ -142,3 +142,18 @@ def test_a_node_puts_its_live_sockets_back_when_redis_lost_them(monkeypatch):
         (talker.pk, True),
         (dropped.pk, False),
     }
+
+
+@pytest.mark.redis
+def test_sessions_kept_for_reattach_are_forgotten_once_their_socket_is_gone(monkeypatch):
+    store = presence.store()
+    owner = _user("owner6")
+    room = services.room_create(owner=owner, name="r")
+    member = _user("member6")
+    services.member_join(room=room, user=member)
+    store.attach(room.pk, member.pk, node=presence.NODE_ID, channel="c-1", resume=False)
+    store.r.hdel(store._room(room.pk), member.pk)  # kicked through another node
+    store.attach(room.pk, owner.pk, node=presence.NODE_ID, channel="c-2", resume=False)
+    assert set(store.keep_only({"c-2"})) == {"c-1", "c-2"}  # c-1 might still be opening
+    monkeypatch.setattr(presence, "MINE_GRACE_S", -1.0)
+    assert set(store.keep_only({"c-2"})) == {"c-2"}
