@@ -72,9 +72,14 @@ class Store(Protocol):
     def update(self, room_id: int, user_id: int, session_id: str, **fields) -> Session | None: ...
     def resolve_resume_token(self, token: str) -> tuple[int, int, str] | None: ...
     def pop_expired(self, now: float) -> list[tuple[int, int, str]]: ...
-    def heartbeat(self, node: str, now: float) -> None: ...
+    def heartbeat(self, node: str, now: float) -> bool: ...
     def claim_dead_nodes(self, now: float, dead_after: float) -> list[str]: ...
     def detach_node(self, node: str) -> list[Session]: ...
+    def defer(self, room_id: int, user_id: int, session_id: str, until: float) -> None: ...
+    def reattach(
+        self, node: str, sockets: list[tuple[int, int, str, int]]
+    ) -> tuple[list[Session], list[Session]]: ...
+    def keep_only(self, live: set[str]) -> dict[str, Session]: ...
     def clear(self) -> None: ...
 
 
@@ -94,6 +99,7 @@ def _new_session(room_id: int, user_id: int, node: str, channel: str) -> Session
 
 
 SEQ_GAP = 1000  # more frames than a socket may relay between two periodic saves
+MINE_GRACE_S = 60.0  # a socket attached this recently may still be opening (RedisStore)
 
 
 def _carry(
@@ -201,13 +207,22 @@ class LocalStore:
         return expired
 
     def heartbeat(self, node, now):
-        pass
+        return False  # this process's memory cannot be lost while it runs
 
     def claim_dead_nodes(self, now, dead_after):
         return []
 
     def detach_node(self, node):
         return []
+
+    def defer(self, room_id, user_id, session_id, until):
+        pass  # pop_expired does not consume: a failed timeout is found again next round
+
+    def reattach(self, node, sockets):
+        return [], []
+
+    def keep_only(self, live):
+        return {}
 
     def clear(self):
         with self._lock:
@@ -248,6 +263,11 @@ class RedisStore:
       deadlines           zset "room:user:session" -> window end
       nodes               hash node -> last heartbeat
       n:{node}            set "room:user" attached through that node
+
+    Redis keeps only live state, and may lose it (restarted without persistence, or a
+    failover to a replica that lagged). So each node also remembers, in its own memory,
+    the session of every socket it attached (`_mine`, by socket channel): with that,
+    `reattach` puts its live sockets back when the shared copy is gone.
     """
 
     def __init__(self, url: str, prefix: str) -> None:
@@ -255,6 +275,8 @@ class RedisStore:
 
         self.r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.p = prefix + ":"
+        self._mine: dict[str, tuple[float, Session]] = {}  # channel -> (attached at, session)
+        self._mine_lock = threading.Lock()
         self._attach = self.r.register_script(_ATTACH)
         self._cas = self.r.register_script(_CAS)
 
@@ -281,9 +303,28 @@ class RedisStore:
             pipe.srem(f"{self.p}n:{previous.node}", f"{room_id}:{user_id}")
         pipe.sadd(f"{self.p}n:{node}", f"{room_id}:{user_id}")
         pipe.execute()
+        self._remember(session)
         return AttachResult(session=session, previous=previous)
 
+    def _remember(self, session: Session) -> None:
+        with self._mine_lock:
+            self._mine[session.channel] = (time.monotonic(), dataclasses.replace(session))
+
+    def _forget(self, channel: str) -> None:
+        with self._mine_lock:
+            self._mine.pop(channel, None)
+
+    def keep_only(self, live: set[str]) -> dict[str, Session]:
+        """Forget the sessions of sockets that ended without a detach here (kicked or
+        replaced through another node); returns those kept, by channel. Recent ones stay:
+        they may still be opening (attached, not yet among the live sockets)."""
+        old = time.monotonic() - MINE_GRACE_S
+        with self._mine_lock:
+            self._mine = {c: e for c, e in self._mine.items() if c in live or e[0] > old}
+            return {c: e[1] for c, e in self._mine.items()}
+
     def detach(self, room_id, user_id, channel, *, seq):
+        self._forget(channel)
         current = self.get(room_id, user_id)
         if current is None or current.channel != channel or not current.connected:
             return None
@@ -317,6 +358,7 @@ class RedisStore:
         if not raw:
             return None
         session = Session.loads(raw)
+        self._forget(session.channel)
         pipe = self.r.pipeline()
         pipe.delete(f"{self.p}rt:{session.resume_token}")
         pipe.zrem(f"{self.p}deadlines", f"{room_id}:{user_id}:{session.session_id}")
@@ -347,6 +389,11 @@ class RedisStore:
         done = self._cas(
             keys=[self._room(room_id)], args=[user_id, session_id, updated.dumps(), ""]
         )
+        if done:
+            with self._mine_lock:
+                if updated.channel in self._mine:
+                    since = self._mine[updated.channel][0]
+                    self._mine[updated.channel] = (since, dataclasses.replace(updated))
         return updated if done else None
 
     def resolve_resume_token(self, token):
@@ -370,7 +417,15 @@ class RedisStore:
         return claimed
 
     def heartbeat(self, node, now):
-        self.r.hset(f"{self.p}nodes", node, now)
+        """Returns True when this node had no heartbeat entry: its first beat, or Redis
+        lost its data, or other nodes declared this node dead (its heartbeats stopped
+        reaching Redis). In the last two cases presence may have lost this node's live
+        sockets: see `reattach`."""
+        return bool(self.r.hset(f"{self.p}nodes", node, now))
+
+    def defer(self, room_id, user_id, session_id, until):
+        """Put an expired deadline back (its timeout failed), to be claimed again."""
+        self.r.zadd(f"{self.p}deadlines", {f"{room_id}:{user_id}:{session_id}": until})
 
     def claim_dead_nodes(self, now, dead_after):
         dead = []
@@ -392,7 +447,70 @@ class RedisStore:
         self.r.delete(f"{self.p}n:{node}")
         return detached
 
+    def reattach(self, node, sockets):
+        """Make presence agree with the sockets this node really holds.
+
+        `sockets`: (room, user, channel, seq) of every live local socket. A socket whose
+        session is missing (Redis lost it) gets it back from this node's memory, with
+        the same session id and resume token; one whose session was put in the resume
+        window (this node was declared dead) is connected again. Sessions presence
+        still attaches to this node but that have no socket here any more (they
+        dropped while Redis was unreachable) enter their resume window.
+        Returns (sessions reattached, sessions detached).
+        """
+        mine = self.keep_only({channel for _, _, channel, _ in sockets})
+        reattached = []
+        for room_id, user_id, channel, seq in sockets:
+            known = mine.get(channel)
+            if known is None:
+                continue
+            current = self.get(room_id, user_id)
+            if current is not None and (
+                current.session_id != known.session_id or current.channel != channel
+            ):
+                continue  # a newer socket (elsewhere) has the session now
+            if current is not None and current.connected and current.node == node:
+                self.r.sadd(f"{self.p}n:{node}", f"{room_id}:{user_id}")
+                continue
+            session = dataclasses.replace(
+                current or known, node=node, connected=True, deadline=None, seq=seq
+            )
+            if current is None:
+                if not self.r.hsetnx(self._room(room_id), user_id, session.dumps()):
+                    continue  # a new session started elsewhere meanwhile
+            elif not self._cas(
+                keys=[self._room(room_id)],
+                args=[user_id, current.session_id, session.dumps(), channel],
+            ):
+                continue
+            member = f"{room_id}:{user_id}:{session.session_id}"
+            pipe = self.r.pipeline()
+            pipe.set(f"{self.p}rt:{session.resume_token}", member)
+            pipe.zrem(f"{self.p}deadlines", member)
+            pipe.sadd(f"{self.p}n:{node}", f"{room_id}:{user_id}")
+            pipe.execute()
+            self._remember(session)
+            reattached.append(session)
+        detached = []
+        here = {(room_id, user_id) for room_id, user_id, _, _ in sockets}
+        for entry in self.r.smembers(f"{self.p}n:{node}"):
+            room_id, user_id = (int(x) for x in entry.decode().split(":"))
+            if (room_id, user_id) in here:
+                continue
+            current = self.get(room_id, user_id)
+            if current is not None and current.channel in mine:
+                continue  # still opening
+            if current is not None and current.node == node and current.connected:
+                updated = self._detach(current, seq=None)
+                if updated is not None:
+                    detached.append(updated)
+            else:
+                self.r.srem(f"{self.p}n:{node}", entry)
+        return reattached, detached
+
     def clear(self):
+        with self._mine_lock:
+            self._mine.clear()
         keys = list(self.r.scan_iter(match=f"{self.p}*", count=1000))
         if keys:
             self.r.delete(*keys)

@@ -24,29 +24,57 @@ _loop: asyncio.AbstractEventLoop | None = None
 
 
 ABSENT_EVERY_S = 30.0
+_last_beat: float | None = None  # time.monotonic() of this process's last heartbeat
+_judge_others_after = 0.0
+RETRY_TIMEOUT_S = 1.0  # a resume window whose timeout failed is tried again this much later
 # The first pass waits a full period after start: members of an embedded node that just
 # restarted get time to reconnect before anyone is released.
 _last_absent_reap = time.time()
 
 
-def tick(now: float | None = None, sequences: list[tuple[int, int, str, int]] = ()) -> None:
-    """One round of housekeeping (synchronous; runs in a worker thread)."""
-    global _last_absent_reap
+def tick(now: float | None = None, sequences: list[tuple[int, int, str, int]] = ()) -> bool:
+    """One round of housekeeping (synchronous; runs in a worker thread).
+
+    Returns True when this node's heartbeat entry was missing: presence may have lost
+    this node's sockets (Redis restarted empty, or this node was declared dead), and the
+    caller must reattach them (`services.participants_reattach`).
+    """
+    global _last_absent_reap, _last_beat, _judge_others_after
     store = presence.store()
     now = time.time() if now is None else now
-    store.heartbeat(presence.NODE_ID, now)
+    dead_after = float(settings.VOICEROOM_NODE_DEAD_AFTER_S)
+    lost = store.heartbeat(presence.NODE_ID, now)
+    beat = time.monotonic()
+    if _last_beat is None or beat - _last_beat > dead_after / 2:
+        # Our own heartbeats stopped for a while (Redis down or hung, or this process
+        # stalled), or this is our first: the other nodes' heartbeats may have been held
+        # up as well, as far as we can tell. Declare nobody dead until they have had
+        # time to beat again.
+        _judge_others_after = beat + dead_after
+    _last_beat = beat
+    if lost:
+        # Give every node time to reattach its sockets before members who look absent
+        # are released.
+        _last_absent_reap = now
     for room_id, user_id, channel, seq in sequences:
         services.participant_voice_seq(room_id=room_id, user_id=user_id, channel=channel, seq=seq)
-    for node in store.claim_dead_nodes(now, float(settings.VOICEROOM_NODE_DEAD_AFTER_S)):
-        logger.warning(
-            "node %s stopped heartbeating; its participants enter their resume window", node
-        )
-        services.participants_detached(sessions=store.detach_node(node))
+    if beat >= _judge_others_after:
+        for node in store.claim_dead_nodes(now, dead_after):
+            logger.warning(
+                "node %s stopped heartbeating; its participants enter their resume window", node
+            )
+            services.participants_detached(sessions=store.detach_node(node))
     for room_id, user_id, session_id in store.pop_expired(now):
         try:
             services.participant_timeout(room_id=room_id, user_id=user_id, session_id=session_id)
         except Exception:
             logger.exception("timing out user %s in room %s failed", user_id, room_id)
+            # The claim removed its deadline: put it back, or the session would stay in
+            # the room for ever once the database (or Redis) answers again.
+            try:
+                store.defer(room_id, user_id, session_id, now + RETRY_TIMEOUT_S)
+            except Exception:
+                logger.warning("could not put back the deadline", exc_info=True)
     if now - _last_absent_reap >= ABSENT_EVERY_S:
         _last_absent_reap = now
         # Joined but never connected (tickets expired), or lost with an embedded node.
@@ -54,17 +82,40 @@ def tick(now: float | None = None, sequences: list[tuple[int, int, str, int]] = 
         ended = services.members_absent_reap(older_than_s=grace)
         if ended:
             logger.info("ended %d memberships of members who never came or came back", ended)
+    return lost
+
+
+def _local_sockets() -> list[tuple[int, int, str, int]]:
+    return [
+        (ep.room_id, ep.user_id, ep.channel, ep.seq)
+        for room in relay.rooms.values()
+        for ep in room.values()
+        if ep.channel
+    ]
 
 
 async def _run() -> None:
     interval = min(1.0, float(settings.VOICEROOM_NODE_HEARTBEAT_S))
+    reattach = False
+    pruned = time.monotonic()
     while True:
         try:
-            await database_sync_to_async(tick)(sequences=relay.unsaved_sequences())
+            lost = await database_sync_to_async(tick)(sequences=relay.unsaved_sequences())
+            if time.monotonic() - pruned > ABSENT_EVERY_S:
+                pruned = time.monotonic()
+                # Memory only: the sessions kept for `reattach`, of sockets now gone.
+                presence.store().keep_only({s[2] for s in _local_sockets()})
+            if lost or reattach:
+                # Sockets may have come or gone unrecorded, or presence lost them.
+                await database_sync_to_async(services.participants_reattach)(
+                    node=presence.NODE_ID, sockets=_local_sockets()
+                )
+                reattach = False
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.warning("presence housekeeping failed; retrying", exc_info=True)
+            reattach = True
         await asyncio.sleep(interval)
 
 

@@ -417,6 +417,7 @@ HELLO_EVERY_S = 5.0
 FORGET_AFTER_S = 15.0
 ASSUME_OTHERS_FOR_S = 2.0
 _ASSUMED = b"?"  # stands for "nodes not heard from yet" in VoiceBus.remote
+PUBLISH_TIMEOUT_S = 1.0  # voice older than this is not worth delivering
 
 
 class VoiceBus:
@@ -491,12 +492,32 @@ class VoiceBus:
                 pipe = self._client.pipeline(transaction=False)
                 for channel, message in batch:
                     pipe.publish(channel, message)
-                await pipe.execute()
+                # A hung Redis must not hold the publisher: frames would pile up here
+                # and reach the other nodes seconds late, all at once, when it wakes.
+                await asyncio.wait_for(pipe.execute(), PUBLISH_TIMEOUT_S)
             except asyncio.CancelledError:
                 raise
+            except TimeoutError:
+                logger.warning("voice publish of %d messages timed out; dropped", len(batch))
+                await self._wait_for_redis()
             except Exception:
                 logger.warning("voice publish of %d messages failed", len(batch), exc_info=True)
                 await asyncio.sleep(0.5)
+
+    async def _wait_for_redis(self) -> None:
+        """Publish nothing more until Redis answers again: what a hung Redis was sent
+        (even on a connection given up since) is still carried out when it wakes, so
+        every frame sent meanwhile would arrive late, in one burst. Frames queued while
+        waiting are stale by then, and dropped."""
+        while True:
+            try:
+                await asyncio.wait_for(self._client.ping(), PUBLISH_TIMEOUT_S)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(0.2)
+        self._queue = []
 
     def watch(self, room_id: int) -> None:
         self._watched.add(room_id)
@@ -617,6 +638,33 @@ def ensure_bus() -> None:
     relay.bus.start()
 
 
+async def _drain_and_settle(limit_s: float = 5.0) -> None:
+    """Close every socket, then wait until the sync work their closing started is done.
+
+    A closed socket's disconnect handler runs in asgiref's thread-sensitive executor,
+    and that code hops back into the event loop to broadcast (`async_to_sync`). Once
+    the reactor has stopped, a thread still waiting for the loop never finishes, and the
+    process never exits (seen: a daphne node stuck for good after SIGTERM). So the
+    reactor is held until a no-op queued behind that work runs at once.
+    """
+    from asgiref.sync import sync_to_async
+
+    await relay.drain(CLOSE_DRAINING)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    await asyncio.sleep(0.1)  # disconnect handlers reach their sync step
+    while loop.time() < deadline:
+        started = loop.time()
+        await sync_to_async(_nothing, thread_sensitive=True)()
+        if loop.time() - started < 0.02:
+            return
+        await asyncio.sleep(0.05)
+
+
+def _nothing() -> None:
+    pass
+
+
 _drain_installed = False
 CLOSE_DRAINING = 4013  # daphne's stand-in for 1012, see below
 
@@ -640,7 +688,7 @@ def _drain_on_daphne_shutdown() -> None:
             sum(map(len, relay.rooms.values())),
             CLOSE_DRAINING,
         )
-        return defer.Deferred.fromFuture(asyncio.ensure_future(relay.drain(CLOSE_DRAINING)))
+        return defer.Deferred.fromFuture(asyncio.ensure_future(_drain_and_settle()))
 
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
     _drain_installed = True

@@ -915,6 +915,26 @@ def participants_detached(*, sessions: list[presence.Session]) -> None:
             )
 
 
+def participants_reattach(*, node: str, sockets: list[tuple[int, int, str, int]]) -> None:
+    """Make presence agree with this node's live sockets again, after it may have lost
+    them (Redis restarted empty, or other nodes declared this node dead while its Redis
+    connection was down). `sockets`: (room, user, channel, voice seq) of each.
+
+    Sockets put back are shown as connected; a socket whose membership ended meanwhile
+    is closed 4003. Sessions whose socket dropped while Redis was unreachable enter the
+    resume window, as any dropped socket does.
+    """
+    reattached, detached = presence.store().reattach(node, sockets)
+    for session in reattached:
+        membership = selectors.membership_find(room_id=session.room_id, user_id=session.user_id)
+        if membership is None or not membership.active or membership.banned:
+            presence.store().remove(session.room_id, session.user_id, session.session_id)
+            events.member_close(session.room_id, session.user_id, CLOSE_FORBIDDEN)
+            continue
+        events.participant_updated(session.room_id, selectors.participant_dict(membership, session))
+    participants_detached(sessions=detached)
+
+
 def members_absent_reap(*, older_than_s: float) -> int:
     """End the membership of members who are not in the room and have not been for a while.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -137,12 +138,23 @@ class Node:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
+    def discard_log(self) -> None:
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
+                if self.env.get("PYTHONFAULTHANDLER"):
+                    # Leave every thread's stack in the log, to see where it hung.
+                    os.kill(self.proc.pid, signal.SIGABRT)
+                    try:
+                        self.proc.wait(2)
+                    except subprocess.TimeoutExpired:
+                        pass
                 self.kill()
 
 
@@ -230,3 +242,153 @@ class Api:
             "POST", "/api/auth/register", {"username": name, "password": "a-Long-pass-123"}
         )
         return cls(base, data["token"]), data["user"]
+
+
+# -- private backing services, for the fault tests ----------------------------------------------
+
+
+def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout} s")
+
+
+class RedisServer:
+    """A redis-server of the test's own on a loopback port, that keeps nothing on disk, so
+    stopping and starting it again is a Redis restart that lost everything."""
+
+    BINARY = "/usr/bin/redis-server"
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10) -> RedisServer:
+        self.proc = subprocess.Popen(
+            [
+                self.BINARY,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--logfile",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        _wait_port(self.port, self.proc, "redis-server", timeout)
+        return self
+
+    def pause(self) -> None:
+        """SIGSTOP: a hung Redis. Connections stay open; nothing is answered."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def _me() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+class MariaDBServer:
+    """A mariadbd of the test's own: data directory in a temporary folder, loopback port,
+    no grant tables (nothing else can reach it). Starting it takes well under a second."""
+
+    INSTALL = "/usr/bin/mariadb-install-db"
+    BINARY = "/usr/sbin/mariadbd"
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.folder = tempfile.mkdtemp(prefix="voiceroom-mariadb-")
+        self.proc: subprocess.Popen | None = None
+        done = subprocess.run(
+            [
+                self.INSTALL,
+                "--no-defaults",
+                "--auth-root-authentication-method=normal",
+                f"--datadir={self.folder}/data",
+                f"--user={_me()}",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise RuntimeError(done.stdout + done.stderr)
+
+    def url(self, name: str) -> str:
+        return f"mysql://root:@127.0.0.1:{self.port}/{name}"
+
+    def start(self, timeout: float = 30) -> MariaDBServer:
+        with open(f"{self.folder}/error.log", "ab") as log:
+            self.proc = self._popen(log)
+        _wait_port(self.port, self.proc, "mariadbd", timeout)
+        return self
+
+    def _popen(self, log) -> subprocess.Popen:
+        return subprocess.Popen(
+            [
+                self.BINARY,
+                "--no-defaults",
+                f"--datadir={self.folder}/data",
+                f"--socket={self.folder}/mysqld.sock",
+                f"--pid-file={self.folder}/mysqld.pid",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--user={_me()}",
+                "--skip-grant-tables",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-log-file-size=16M",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -95,3 +95,65 @@ def test_moved_voice_sequences_are_saved_once_and_continue_after_a_crash():
         resumed = store.attach(room.pk, owner.pk, node="n2", channel="c2", resume=True).session
         assert resumed.seq == 42 + presence.SEQ_GAP
     assert attached.session.session_id == store.get(room.pk, owner.pk).session_id
+
+
+@pytest.mark.redis
+def test_a_node_puts_its_live_sockets_back_when_redis_lost_them(monkeypatch):
+    """Redis restarted empty (here: its keys deleted): the node's heartbeat entry is gone,
+    and `participants_reattach` rebuilds presence from the sockets the node really holds."""
+    store = presence.store()
+    owner = _user("owner5")
+    room = services.room_create(owner=owner, name="r", seat_count=2)
+    talker, opening, dropped, kicked = (_user(n) for n in ("talker", "opening", "dropped", "kk"))
+    for u in (talker, opening, dropped, kicked):
+        services.member_join(room=room, user=u)
+    node = presence.NODE_ID
+    talking = store.attach(room.pk, talker.pk, node=node, channel="c-talk", resume=False)
+    store.update(room.pk, talker.pk, talking.session.session_id, self_muted=True)
+    store.attach(room.pk, kicked.pk, node=node, channel="c-kick", resume=False)
+    assert reaper.tick() is True  # the first beat of this node
+    assert reaper.tick() is False
+
+    store.r.delete(*store.r.keys(f"{store.p}*"))  # Redis lost everything
+    store.attach(room.pk, opening.pk, node=node, channel="c-open", resume=False)  # opening now
+    Membership.objects.filter(room=room, user=kicked).update(active=False)  # ended meanwhile
+    store.attach(room.pk, dropped.pk, node=node, channel="c-drop", resume=False)
+    store._forget("c-drop")  # its socket dropped while Redis could not record it
+    sent = []
+    monkeypatch.setattr(services.events, "participant_updated", lambda r, p: sent.append(p))
+    monkeypatch.setattr(services.events, "member_close", lambda r, u, code: sent.append(code))
+    assert reaper.tick() is True  # the heartbeat entry was gone
+    sockets = [(room.pk, talker.pk, "c-talk", 77), (room.pk, kicked.pk, "c-kick", 0)]
+    services.participants_reattach(node=node, sockets=sockets)
+
+    back = store.get(room.pk, talker.pk)
+    assert back.session_id == talking.session.session_id and back.connected and back.self_muted
+    assert back.seq == 77
+    assert store.resolve_resume_token(talking.session.resume_token) == (
+        room.pk,
+        talker.pk,
+        back.session_id,
+    )
+    assert store.get(room.pk, opening.pk).connected is True  # still opening: left alone
+    assert store.get(room.pk, dropped.pk).connected is False  # in its resume window now
+    assert store.get(room.pk, kicked.pk) is None
+    assert services.CLOSE_FORBIDDEN in sent
+    assert {(p["user_id"], p["connected"]) for p in sent if isinstance(p, dict)} == {
+        (talker.pk, True),
+        (dropped.pk, False),
+    }
+
+
+@pytest.mark.redis
+def test_sessions_kept_for_reattach_are_forgotten_once_their_socket_is_gone(monkeypatch):
+    store = presence.store()
+    owner = _user("owner6")
+    room = services.room_create(owner=owner, name="r")
+    member = _user("member6")
+    services.member_join(room=room, user=member)
+    store.attach(room.pk, member.pk, node=presence.NODE_ID, channel="c-1", resume=False)
+    store.r.hdel(store._room(room.pk), member.pk)  # kicked through another node
+    store.attach(room.pk, owner.pk, node=presence.NODE_ID, channel="c-2", resume=False)
+    assert set(store.keep_only({"c-2"})) == {"c-1", "c-2"}  # c-1 might still be opening
+    monkeypatch.setattr(presence, "MINE_GRACE_S", -1.0)
+    assert set(store.keep_only({"c-2"})) == {"c-2"}
