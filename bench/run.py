@@ -186,6 +186,8 @@ class Runner:
                 "DJANGO_LOG_LEVEL": "WARNING",
                 # Set-up registers hundreds of users from one address.
                 "VOICEROOM_LOGIN_THROTTLE": "100000/min",
+                # ...and opens every socket from 127.0.0.1: no per-address socket limit.
+                "VOICEROOM_MAX_SOCKETS_PER_ADDRESS": "0",
                 "VOICEROOM_REDIS_PREFIX": f"vrbench{secrets.token_hex(4)}",
             }
         )
@@ -307,8 +309,10 @@ class Runner:
         if server == "uvicorn":
             return [
                 venv_bin("uvicorn"), "voiceroom.asgi:application", "--host", "127.0.0.1",
-                "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+                "--port", str(port), "--loop", "uvloop",
+                "--http", "voiceroom.uvicorn:HttpToolsProtocol",
                 "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
+                "--ws-ping-interval", "20", "--ws-ping-timeout", "20",
                 "--lifespan", "off", "--no-access-log", "--log-level", "warning",
             ]  # fmt: skip
         if server == "daphne":
