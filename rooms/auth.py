@@ -11,6 +11,7 @@ can read why (an HTTP 403 on the upgrade would hide it).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
@@ -18,15 +19,19 @@ from channels.db import database_sync_to_async
 from channels.security.websocket import OriginValidator as ChannelsOriginValidator
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
+from django.db import DatabaseError
+from redis.exceptions import RedisError
 
 from rooms import presence, services
 from rooms.relay import stats
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SocketAuth:
     user_id: int | None
-    method: str  # "ticket" | "token" | "resume" | "none"
+    method: str  # "ticket" | "token" | "resume" | "none" | "unavailable"
     resume_session: str | None = None
     error: str = ""
 
@@ -97,7 +102,13 @@ class SocketAuthMiddleware:
     async def __call__(self, scope, receive, send):
         room_id = scope.get("url_route", {}).get("kwargs", {}).get("room_id")
         if room_id is not None:
-            scope = dict(scope, voiceroom_auth=await resolve(scope, int(room_id)))
+            try:
+                auth = await resolve(scope, int(room_id))
+            except (DatabaseError, RedisError):
+                # The consumer closes with 4503: try again shortly (not a bad credential).
+                logger.warning("socket credentials not checked: a dependency is down")
+                auth = SocketAuth(None, "unavailable", error="database or Redis unavailable")
+            scope = dict(scope, voiceroom_auth=auth)
         return await self.app(scope, receive, send)
 
 

@@ -131,7 +131,28 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.room_id = int(self.scope["url_route"]["kwargs"]["room_id"])
         # Accept first, then refuse with a code every client can read.
         await self.accept()
+        try:
+            await self._enter()
+        except (DatabaseError, RedisError):
+            logger.warning("socket refused: a dependency is down", exc_info=True)
+            if self.session is not None and self.endpoint is None:
+                # Registered as connected but never served: leave the resume window open.
+                try:
+                    await _db(services.participant_disconnect)(
+                        room_id=self.room_id,
+                        user_id=self.user_id,
+                        channel=self.channel_name,
+                        seq=self.session.seq,
+                    )
+                except (DatabaseError, RedisError):
+                    pass  # the reaper's reattach/timeouts settle it when Redis is back
+            await self._close(services.CLOSE_UNAVAILABLE)
+
+    async def _enter(self) -> None:
         auth = self.scope.get("voiceroom_auth")
+        if auth is not None and auth.method == "unavailable":
+            await self._close(services.CLOSE_UNAVAILABLE)
+            return
         if auth is None or auth.user_id is None:
             # An unknown room is reported as such even to a bad credential.
             exists = await _db(Room.objects.filter(pk=self.room_id).exists)()

@@ -22,6 +22,7 @@ _COUNTERS = {
     "frames_oversized": "Voice frames refused for their size",
     "bus_published": "Voice frames published to Redis for other nodes (hellos not counted)",
     "bus_received": "Voice frames received from other nodes through Redis",
+    "bus_dropped": "Voice messages for other nodes dropped because Redis failed or hung",
 }
 
 

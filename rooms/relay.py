@@ -57,6 +57,7 @@ class Stats:
 
     __slots__ = (
         "aborted_stalled",
+        "bus_dropped",
         "bus_published",
         "bus_received",
         "closed_stalled",
@@ -498,9 +499,11 @@ class VoiceBus:
             except asyncio.CancelledError:
                 raise
             except TimeoutError:
+                stats.bus_dropped += len(batch)
                 logger.warning("voice publish of %d messages timed out; dropped", len(batch))
                 await self._wait_for_redis()
             except Exception:
+                stats.bus_dropped += len(batch)
                 logger.warning("voice publish of %d messages failed", len(batch), exc_info=True)
                 await asyncio.sleep(0.5)
 
@@ -517,6 +520,7 @@ class VoiceBus:
                 raise
             except Exception:
                 await asyncio.sleep(0.2)
+        stats.bus_dropped += len(self._queue)
         self._queue = []
 
     def watch(self, room_id: int) -> None:

@@ -48,6 +48,7 @@ CLOSE_ROOM_CLOSED = 4011
 CLOSE_REPLACED = 4012
 CLOSE_TOO_SLOW = 4014  # sent by rooms.relay (it does not import this module)
 CLOSE_TOO_MANY_SOCKETS = 4029
+CLOSE_UNAVAILABLE = 4503  # the database or Redis is down: try again shortly
 
 
 # --- helpers -------------------------------------------------------------------------

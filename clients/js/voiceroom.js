@@ -40,13 +40,14 @@ export const CLOSE = Object.freeze({
   DRAINING: 4013,
   TOO_SLOW: 4014,
   TOO_MANY_SOCKETS: 4029,
+  UNAVAILABLE: 4503,
 });
 
 /**
  * Close codes after which reconnecting cannot help, so the client stops: left through
  * REST, banned, unknown room, room full, kicked, room closed, replaced by a newer socket,
- * too many sockets for this user or address. (4013 node draining and 4014 too slow are
- * not final: the client resumes.)
+ * too many sockets for this user or address. (4013 node draining, 4014 too slow and 4503
+ * server dependency down are not final: the client resumes, with backoff.)
  */
 export const FINAL_CLOSE_CODES = Object.freeze([4000, 4003, 4004, 4009, 4010, 4011, 4012, 4029]);
 const FINAL = new Set(FINAL_CLOSE_CODES);

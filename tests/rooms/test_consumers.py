@@ -667,3 +667,39 @@ async def test_a_resume_token_is_bound_to_its_user_room_and_session():
     await newer.disconnect()
     await comm.disconnect()
     await b.disconnect()
+
+
+async def test_a_socket_opened_while_redis_is_down_closes_4503_not_a_server_error(monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from rooms import auth
+
+    room = await a_room()
+    _, ticket = await a_member(room)
+
+    def down(*args, **kwargs):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(auth.presence, "store", down)  # resume tokens live in Redis
+    assert await refused(room.pk, "resume=abc") == 4503
+    monkeypatch.setattr(auth.services, "ticket_redeem", down)  # used tickets too
+    assert await refused(room.pk, f"ticket={ticket}") == 4503
+    monkeypatch.undo()  # before the fixtures' teardown, which clears presence
+
+
+async def test_a_socket_opened_while_the_database_is_down_closes_4503(monkeypatch):
+    from django.db import OperationalError
+
+    room = await a_room()
+    user, ticket = await a_member(room)
+
+    def down(**kwargs):
+        raise OperationalError("server has gone away")
+
+    monkeypatch.setattr(services, "participant_connect", down)
+    assert await refused(room.pk, f"ticket={ticket}") == 4503
+    monkeypatch.undo()
+    # Nothing was left half-done: with the database back, a fresh ticket gets in.
+    ticket = (await database_sync_to_async(services.ticket_issue)(room=room, user=user))[0]
+    client = await connect(room.pk, ticket, user.pk)
+    await client.disconnect()

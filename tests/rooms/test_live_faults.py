@@ -24,6 +24,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.live import Api, MariaDBServer, Node, RedisServer, base_env, migrate
+from tests.rooms.test_live_nodes import metric
 
 pytestmark = [pytest.mark.processes]
 
@@ -408,6 +409,8 @@ async def test_redis_hung_then_back_nobody_is_declared_dead_and_no_stale_burst(
         pass
     print(f"[faults] stale frames delivered after the hang: {len(stale)} of 50")
     assert len(stale) <= 20, len(stale)
+    # ...and what was given up is counted, not silently lost.
+    assert metric(n1, "voiceroom_voice_bus_dropped") >= 1
     report("voice n1->n2 after the hang", await voice_reaches(a, c, 15))
     report("voice n2->n1 after the hang", await voice_reaches(c, a, 15))
     await chat_reaches(c, a, 10)
