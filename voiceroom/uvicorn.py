@@ -8,15 +8,36 @@ after the connection opened (or after the request's first byte, for later reques
 kept-alive connection; uvicorn's own keep-alive timeout covers the idle time between).
 
 Run uvicorn with `--http voiceroom.uvicorn:HttpToolsProtocol` (docker/Dockerfile does).
+
+Importing this module also quiets one uvicorn log line a client can trigger at will: a
+text frame that is not UTF-8 is answered correctly (close 1007) but logged as an ERROR
+with a traceback, so any client could fill the logs. It becomes one INFO line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HttpToolsProtocol
 
 _timeout_s: float | None = None
+
+_CLIENT_UTF8 = "Invalid UTF-8 sequence received from client."
+
+
+class _ClientErrorsAreNotServerErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == _CLIENT_UTF8:
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = _CLIENT_UTF8 + " Closed with 1007."
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
+logging.getLogger("uvicorn.error").addFilter(_ClientErrorsAreNotServerErrors())
 
 
 def handshake_timeout_s() -> float:

@@ -85,10 +85,9 @@ class Room:
                 break
         log = Path(self.node.log.name).read_text(errors="replace")  # output() is the tail
         new, self.log_seen = log[self.log_seen :], len(log)
-        for entry in new.split("ERROR:")[1:]:
-            # uvicorn handles a text frame that is not UTF-8 itself (close 1007), but
-            # logs it with a traceback; anything else is an exception nobody handled.
-            assert "Invalid UTF-8 sequence received from client." in entry, new
+        # Nothing a client sends is a server error: uvicorn's traceback for a text frame
+        # that is not UTF-8 (answered with 1007) is demoted by voiceroom.uvicorn.
+        assert "ERROR:" not in new, new
         assert "Exception in ASGI" not in new, new
 
 
