@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
+import struct
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,21 @@ class ServerSocket:
         raise NotImplementedError
 
 
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def _reset_on_close(sock: Any) -> None:
+    """Make closing the socket send a TCP reset. Otherwise the kernel keeps the
+    connection, and the megabytes queued for a peer that does not read, for as long as
+    TCP keeps probing a zero window, after the process has let go of it."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
 class UvicornSocket(ServerSocket):
     __slots__ = ("protocol",)
 
@@ -55,7 +72,9 @@ class UvicornSocket(ServerSocket):
         return not protocol.writable.is_set() or protocol.transport.is_closing()
 
     def abort(self) -> bool:
-        self.protocol.transport.abort()
+        transport = self.protocol.transport
+        _reset_on_close(transport.get_extra_info("socket"))
+        transport.abort()
         return True
 
 
@@ -70,6 +89,8 @@ class DaphneSocket(ServerSocket):
         return bool(getattr(self.transport, "disconnecting", False))
 
     def abort(self) -> bool:
+        handle = getattr(self.transport, "getHandle", None)
+        _reset_on_close(handle() if handle is not None else None)
         self.transport.abortConnection()
         return True
 

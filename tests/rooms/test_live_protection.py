@@ -136,6 +136,10 @@ async def test_a_listener_that_stops_reading_is_closed_and_costs_the_room_nothin
     # The node no longer holds the connection (the kernel may still be flushing it).
     client_port = stalled.ws.transport.get_extra_info("sockname")[1]
     assert client_port not in node_peer_ports(node)
+    # ...nor does its kernel: the connection was reset, so the client finds it gone as
+    # soon as it reads, instead of reading the megabytes queued for it first.
+    stalled.ws.transport.resume_reading()
+    await asyncio.wait_for(stalled.ws.wait_closed(), 5)
     assert metric(node, "voiceroom_voice_dropped_backlog") - dropped_before > 0
     # The reading listener got every frame of all three speakers.
     assert len(received) == 3 * sent, (len(received), 3 * sent)

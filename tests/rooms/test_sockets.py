@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import socket
+import struct
 
 from rooms.relay import Endpoint
 from rooms.sockets import DaphneSocket, UvicornSocket
+
+
+class FakeSock:
+    def __init__(self) -> None:
+        self.options = {}
+
+    def setsockopt(self, level, name, value) -> None:
+        self.options[(level, name)] = value
 
 
 class FakeAsyncioTransport:
     def __init__(self) -> None:
         self.closing = False
         self.aborted = False
+        self.sock = FakeSock()
+
+    def get_extra_info(self, name):
+        return self.sock if name == "socket" else None
 
     def is_closing(self) -> bool:
         return self.closing
@@ -68,6 +82,9 @@ async def test_uvicorn_flow_control_and_abort_are_found_through_the_bound_send()
     protocol.transport.closing = True  # closing, waiting for a buffer to drain
     assert ep.stuck()
     assert ep.server.abort() and protocol.transport.aborted
+    # With a TCP reset, so the kernel does not keep the connection and its backlog.
+    linger = protocol.transport.sock.options[(socket.SOL_SOCKET, socket.SO_LINGER)]
+    assert struct.unpack("ii", linger) == (1, 0)
 
 
 async def test_daphne_gets_a_producer_whose_pause_marks_the_endpoint_backed_up():
