@@ -22,6 +22,7 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from rooms import events, reaper, services
+from rooms.auth import refuse
 from rooms.models import Room
 from rooms.presence import NODE_ID
 from rooms.protocol import (
@@ -70,7 +71,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.channel_name = await self.channel_layer.new_channel()
+        try:
+            self.channel_name = await self.channel_layer.new_channel()
+        except (RedisError, OSError):
+            # The Redis layer subscribes the new channel at once; without Redis that
+            # fails before the handshake, which servers turn into an HTTP 500.
+            logger.warning("socket refused: the channel layer is down", exc_info=True)
+            await refuse(receive, send, services.CLOSE_UNAVAILABLE)
+            return
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
         self._serial = asyncio.Lock()
