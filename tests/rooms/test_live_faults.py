@@ -95,16 +95,6 @@ def private_mariadb():
     server.remove()
 
 
-@pytest.fixture(scope="module")
-def shared_db():
-    from tests.live import database_for_processes
-
-    url, cleanup = database_for_processes()
-    migrate(base_env(DATABASE_URL=url))
-    yield url
-    cleanup()
-
-
 # -- a client that remembers every event it saw ------------------------------------------------
 
 
@@ -256,8 +246,8 @@ def report(name: str, seconds: float) -> None:
 
 @pytest.mark.mysql
 @pytest.mark.parametrize("kind", ["uvicorn", "daphne"])
-async def test_redis_stopped_and_restarted_mid_room(kind, private_redis, shared_db, nodes):
-    env = fault_env(DATABASE_URL=shared_db, REDIS_URL=private_redis.url)
+async def test_redis_stopped_and_restarted_mid_room(kind, private_redis, live_db, nodes):
+    env = fault_env(DATABASE_URL=live_db, REDIS_URL=private_redis.url)
     n1 = nodes.start(kind, env)
     n2 = nodes.start(kind, env)
     room, [(api_a, ua), (api_b, ub), (api_c, uc), (api_d, ud)] = await people(n1, 4)
@@ -353,9 +343,9 @@ async def test_redis_stopped_and_restarted_mid_room(kind, private_redis, shared_
 
 @pytest.mark.mysql
 async def test_redis_hung_then_back_nobody_is_declared_dead_and_no_stale_burst(
-    private_redis, shared_db, nodes
+    private_redis, live_db, nodes
 ):
-    env = fault_env(DATABASE_URL=shared_db, REDIS_URL=private_redis.url)
+    env = fault_env(DATABASE_URL=live_db, REDIS_URL=private_redis.url)
     n1 = nodes.start("uvicorn", env)
     n2 = nodes.start("uvicorn", env)
     room, [(api_a, ua), (api_b, ub), (api_c, uc)] = await people(n1, 3)
@@ -638,9 +628,9 @@ def _columns(url: str, table: str) -> list[str]:
 @pytest.mark.mysql
 @pytest.mark.parametrize("kind", ["uvicorn", "daphne"])
 async def test_a_node_restarted_on_its_port_gets_its_clients_back(
-    kind, shared_db, shared_redis_prefix, nodes
+    kind, live_db, shared_redis_prefix, nodes
 ):
-    env = fault_env(DATABASE_URL=shared_db, REDIS_URL=os.environ["REDIS_URL"])
+    env = fault_env(DATABASE_URL=live_db, REDIS_URL=os.environ["REDIS_URL"])
     env["VOICEROOM_REDIS_PREFIX"] = shared_redis_prefix
     n1 = nodes.start(kind, env)
     n2 = nodes.start(kind, env)

@@ -21,20 +21,12 @@ import psutil
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from tests.live import Api, Node, base_env, database_for_processes, migrate
+from tests.live import Api, Node, base_env
 from tests.rooms.test_live_nodes import Member, join, metric
 
 pytestmark = [pytest.mark.processes]
 
 SERVERS = ["daphne", "uvicorn"]
-
-
-@pytest.fixture(scope="module")
-def live_db():
-    url, cleanup = database_for_processes()
-    migrate(base_env(DATABASE_URL=url))
-    yield url
-    cleanup()
 
 
 def rss_mib(node: Node) -> float:

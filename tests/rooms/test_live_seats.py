@@ -17,19 +17,11 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.live import Api, Node, base_env, database_for_processes, migrate
+from tests.live import Api, Node, base_env
 
 pytestmark = [pytest.mark.processes, pytest.mark.redis, pytest.mark.mysql]
 
 SERVERS = ["daphne", "uvicorn"]
-
-
-@pytest.fixture(scope="module")
-def live_db():
-    url, cleanup = database_for_processes()
-    migrate(base_env(DATABASE_URL=url))
-    yield url
-    cleanup()
 
 
 @pytest.fixture(scope="module", params=SERVERS)
