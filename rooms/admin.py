@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 
 from rooms import selectors, services
@@ -78,11 +79,19 @@ class RoomAdminForm(forms.ModelForm):
         fields = ["name", "topic", "owner", "capacity", "seat_count"]
 
 
+@admin.display(description="seat", ordering="seat")
+def seat_number(membership: Membership) -> int | str:
+    """Seats are numbered from 1 wherever a person reads them, as in the demo; the wire's
+    and the database's index counts from 0. No seat: "-", as the admin shows no value
+    (read-only forms would print a None as "None")."""
+    return "-" if membership.seat is None else membership.seat + 1
+
+
 class MembershipInline(admin.TabularInline):
     """Who belongs to the room. Read-only: moderation goes through the Membership actions."""
 
     model = Membership
-    fields = ("user", "role", "muted", "banned", "seat", "active", "joined_at")
+    fields = ("user", "role", "muted", "banned", seat_number, "active", "joined_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -326,7 +335,12 @@ class RoomAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.live_action_view),
             name="rooms_room_live",
         )
-        return [live, *super().get_urls()]
+        panel = path(
+            "<path:object_id>/live/",
+            self.admin_site.admin_view(self.live_panel_view),
+            name="rooms_room_live_panel",
+        )
+        return [live, panel, *super().get_urls()]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})
@@ -339,7 +353,11 @@ class RoomAdmin(admin.ModelAdmin):
         urls = {
             act: reverse("admin:rooms_room_live", args=[room.pk, act]) for act in self.LIVE_ACTS
         }
-        live = {"can_moderate": self.has_moderate_permission(request), "urls": urls}
+        live = {
+            "can_moderate": self.has_moderate_permission(request),
+            "urls": urls,
+            "panel_url": reverse("admin:rooms_room_live_panel", args=[room.pk]),
+        }
         try:
             participants = selectors.participant_list(room_id=room.pk)
         except Exception:  # Redis down: the page still works, without the live part
@@ -354,6 +372,23 @@ class RoomAdmin(admin.ModelAdmin):
         )
         live["requests"] = [{**r, "username": names.get(r["user_id"], "?")} for r in requests]
         return live
+
+    def live_panel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The live tables alone, as the change page shows them: the page polls this to
+        stay current. Whoever may see the room's page may see this (staff: admin_view)."""
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        room = self.get_object(request, unquote(object_id))
+        if room is None:
+            raise Http404("No such room.")
+        if not self.has_view_or_change_permission(request, room):
+            raise PermissionDenied
+        html = render_to_string(
+            "admin/rooms/room/live_participants.html",
+            {"live": self._live_context(request, room)},
+            request=request,
+        )
+        return HttpResponse(html)
 
     def live_action_view(self, request: HttpRequest, object_id: str, act: str) -> HttpResponse:
         """A button of the live participants table: one service call, then back to the room."""
@@ -415,7 +450,7 @@ class ModerationActionForm(ActionForm):
 class MembershipAdmin(admin.ModelAdmin):
     """Members of every room. Read-only rows; change them with the moderation actions."""
 
-    list_display = ("room", "user", "role", "active", "muted", "banned", "seat", "joined_at")
+    list_display = ("room", "user", "role", "active", "muted", "banned", seat_number, "joined_at")
     list_filter = ("role", "active", "muted", "banned")
     search_fields = ("room__name", "user__username", "user__display_name")
     list_select_related = ("room", "user")
@@ -427,7 +462,7 @@ class MembershipAdmin(admin.ModelAdmin):
         "muted",
         "banned",
         "ban_reason",
-        "seat",
+        seat_number,
         "joined_at",
         "updated_at",
     )

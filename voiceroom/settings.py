@@ -43,6 +43,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI's files, served by the node itself: /api/docs/ works without internet and
+    # runs no third-party script.
+    "drf_spectacular_sidecar",
     "channels",
     "accounts",
     "rooms",
@@ -192,6 +195,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Voice chat rooms: REST API. The WebSocket protocol is in docs/protocol.md.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

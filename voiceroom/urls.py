@@ -1,12 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import TemplateView
+from django.views.generic import RedirectView, TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from rooms.apis import RoomListCreateApi
 from voiceroom import health
 
 urlpatterns = [
+    # Someone who opens the node's address lands on the demo, not on a 404 (or, with
+    # DEBUG, Django's page listing every route).
+    path("", RedirectView.as_view(pattern_name="demo", permanent=False), name="home"),
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.urls")),
     path("api/rooms/", include("rooms.urls")),

@@ -620,18 +620,36 @@ function renderControls() {
   $('#codec').textContent = engine && engine.codec ? (engine.codec === 'opus' ? 'Opus' : 'PCM16 16 kHz') : '';
   const you = client.you;
   const mute = $('#btn-mute');
-  mute.disabled = !you || state !== 'open' || !engine || !engine.capture;
+  // A moderator's mute (of the person or of their seat) outranks the self-mute: the
+  // button would change nothing the others hear, so it is disabled and a badge says why.
+  const modMuted = moderatorMute(you);
+  mute.disabled = !you || state !== 'open' || !engine || !engine.capture || Boolean(modMuted);
   const selfMuted = pendingMute !== null ? pendingMute : Boolean(you && you.self_muted);
-  mute.textContent = selfMuted ? 'Unmute' : 'Mute';
-  mute.classList.toggle('danger', selfMuted);
+  mute.textContent = selfMuted ? 'Unmute my mic' : 'Mute my mic';
+  mute.title = modMuted ? `${modMuted}: only a moderator can give you the floor again` : '';
+  mute.classList.toggle('danger', selfMuted && !modMuted);
+  $('#mod-muted').textContent = modMuted || '';
+  show($('#mod-muted'), Boolean(modMuted) && state === 'open');
   let hint = '';
   if (engine && engine.micError) hint = 'No microphone: listening only.';
   else if (you && you.muted) hint = 'A moderator muted you.';
+  else if (modMuted) hint = 'A moderator muted your seat.';
   else if (client.room && client.room.seat_count === 0) hint = 'No seats here: everyone can talk.';
   else if (you && (you.seat === null || you.seat === undefined)) hint = 'Take a free seat to talk.';
   $('#seat-hint').textContent = hint;
   if (state === 'open' && $('#room-notice').textContent.startsWith('Connection lost')) notice('');
 }
+
+/** Why a moderator silenced `you`, or null: muted in person, or sitting on a muted seat. */
+function moderatorMute(you) {
+  if (!you) return null;
+  if (you.muted) return 'Muted by moderator';
+  const seat = you.seat !== null && you.seat !== undefined ? client.seats[you.seat] : null;
+  return seat && seat.muted ? 'Seat muted by moderator' : null;
+}
+
+/** Seats are numbered from 1 for people; the wire's `index` counts from 0. */
+const seatNumber = (index) => index + 1;
 
 function renderSeats() {
   const grid = $('#seats');
@@ -659,14 +677,14 @@ function renderSeats() {
           { class: 'seat-main', onclick: take, title: mine ? 'Leave the seat' : seat.user_id === null ? 'Take this seat' : nameOf(who) },
           h('span', { class: 'avatar' }, who ? nameOf(who).slice(0, 1).toUpperCase() : seat.locked ? '×' : '+'),
           h('span', { class: 'seat-name' }, who ? nameOf(who) : seat.locked ? 'locked' : 'free'),
-          h('span', { class: 'seat-label' }, `seat ${seat.index + 1}`, seat.muted ? ' · seat muted' : who && (who.muted || who.self_muted) ? ' · mic off' : ''),
+          h('span', { class: 'seat-label' }, `seat ${seatNumber(seat.index)}`, seat.muted ? ' · seat muted' : who && (who.muted || who.self_muted) ? ' · mic off' : ''),
         ),
         mod
           ? h(
               'div',
               { class: 'seat-mod' },
-              h('button', { class: 'tiny', title: seat.locked ? 'Unlock this seat' : 'Lock this seat', onclick: () => safe(() => client.lockSeat(seat.index, !seat.locked)) }, seat.locked ? 'Unlock' : 'Lock'),
-              h('button', { class: 'tiny', title: seat.muted ? 'Unmute this seat' : 'Mute this seat', onclick: () => safe(() => client.muteSeat(seat.index, !seat.muted)) }, seat.muted ? 'Unmute' : 'Mute'),
+              h('button', { class: 'tiny', onclick: () => safe(() => client.lockSeat(seat.index, !seat.locked)) }, `${seat.locked ? 'Unlock' : 'Lock'} seat ${seatNumber(seat.index)}`),
+              h('button', { class: 'tiny', title: 'Whoever sits here cannot be heard', onclick: () => safe(() => client.muteSeat(seat.index, !seat.muted)) }, `${seat.muted ? 'Unmute' : 'Mute'} seat ${seatNumber(seat.index)}`),
             )
           : null,
       );
@@ -694,8 +712,7 @@ function renderParticipants() {
       const me = you && p.user_id === you.user_id;
       const canAct = mod && !me && p.role !== 'owner' && !(you.role === 'admin' && p.role === 'admin');
       const state = [];
-      if (p.seat !== null && p.seat !== undefined) state.push(`seat ${p.seat + 1}`);
-      if (p.muted) state.push('muted by mod');
+      if (p.seat !== null && p.seat !== undefined) state.push(`seat ${seatNumber(p.seat)}`);
       if (p.self_muted) state.push('mic off');
       if (!p.connected) state.push('reconnecting…');
       return h(
@@ -708,13 +725,14 @@ function renderParticipants() {
           h('span', { class: 'name' }, nameOf(p)),
           p.role !== 'member' ? h('span', { class: `tag role-${p.role}` }, p.role) : null,
           me ? h('span', { class: 'tag you' }, 'you') : null,
+          p.muted ? h('span', { class: 'tag mod-muted' }, 'Muted by moderator') : null,
           h('small', { class: 'muted state' }, state.join(' · ')),
         ),
         h(
           'span',
           { class: 'actions' },
           me ? null : h('button', { class: 'tiny', onclick: () => pickWhisper(p.user_id) }, 'Whisper'),
-          canAct ? h('button', { class: 'tiny', onclick: () => safe(() => client.moderate(p.muted ? 'unmute' : 'mute', p.user_id)) }, p.muted ? 'Unmute' : 'Mute') : null,
+          canAct ? h('button', { class: 'tiny', onclick: () => safe(() => client.moderate(p.muted ? 'unmute' : 'mute', p.user_id)) }, `${p.muted ? 'Unmute' : 'Mute'} ${nameOf(p)}`) : null,
           canAct && p.seat !== null && p.seat !== undefined
             ? h('button', { class: 'tiny', onclick: () => safe(() => client.moderate('seat.remove', p.user_id)) }, 'Unseat')
             : null,

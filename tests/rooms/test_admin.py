@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -356,6 +357,26 @@ def test_membership_admin_is_read_only(admin_client, room, alice):
     page = admin_client.get(MEMBERS_URL, {"q": "alice"})
     assert page.status_code == 200
     assert [x.user for x in page.context["cl"].result_list] == [alice]
+
+
+def test_seats_are_numbered_from_1_in_the_admin_as_in_the_demo(admin_client, room, alice):
+    services.seat_take(room=room, user=alice, index=2)  # the wire's index 2: "seat 3"
+    m = membership(room, alice)
+
+    def seat_shown(html: str) -> str:
+        """The text of the first seat cell in `html`, tags left out."""
+        after = re.split(r'field-seat[_\w]*"', html, maxsplit=1)[1].split(">", 1)[1]
+        if '<div class="readonly">' in after[:1000]:  # a read-only form, not a table cell
+            after = after.split('<div class="readonly">', 1)[1]
+        cell = re.split(r"</td>|</div>", after, maxsplit=1)[0]
+        return re.sub(r"<[^>]+>", "", cell).strip()
+
+    listed = admin_client.get(MEMBERS_URL, {"q": "alice"}).content.decode()
+    assert seat_shown(listed) == "3"
+    inline = admin_client.get(reverse("admin:rooms_room_change", args=[room.pk])).content.decode()
+    assert seat_shown(inline.split(">alice<")[1]) == "3"
+    page = admin_client.get(reverse("admin:rooms_membership_change", args=[m.pk])).content.decode()
+    assert seat_shown(page) == "3"
 
 
 def test_staff_without_change_permission_get_no_moderation_actions(client, room):

@@ -697,15 +697,17 @@ async def test_room_page_shows_live_participants_with_their_state_and_buttons():
     )()
 
     assert "Live participants" in html
-    # A form of its own, after the room's: Enter in the room's fields still means Save.
-    room_form_end = html.index("</form>", html.index('id="room_form"'))
-    assert room_form_end < html.index('id="live_form"')
+    # First on the page, in a form of its own that ends before the room's form begins:
+    # Enter in the room's fields still means Save.
+    live_form_end = html.index("</form>", html.index('id="live_form"'))
+    assert live_form_end < html.index('id="room_form"')
     rows = {
         uid: html.split(f'data-user-id="{uid}"')[1].split("</tr>")[0]
         for uid in (s.owner.user_id, s.a.user_id, s.b.user_id)
     }
     a_cells = rows[s.a.user_id]
-    assert "<td>connected</td>" in a_cells and "<td>1</td>" in a_cells
+    # Seat index 1 on the wire is "seat 2" for people, as in the demo.
+    assert "<td>connected</td>" in a_cells and '<td class="seat">2</td>' in a_cells
     assert live_url(s.room, "kick") in a_cells and live_url(s.room, "ban") in a_cells
     assert live_url(s.room, "mute") in a_cells and live_url(s.room, "seat_remove") in a_cells
     b_cells = rows[s.b.user_id]
@@ -713,6 +715,59 @@ async def test_room_page_shows_live_participants_with_their_state_and_buttons():
     assert live_url(s.room, "unmute") in b_cells
     assert live_url(s.room, "kick") not in rows[s.owner.user_id]  # nobody acts on the owner
     assert live_url(s.room, "mute_all") in html
+    await s.close()
+
+
+async def test_the_live_panel_follows_the_room_for_the_page_to_refresh_in_place():
+    s = await scene(seat_count=2)
+    op = await operator()
+    page = await database_sync_to_async(
+        lambda: _get(op, reverse("admin:rooms_room_change", args=[s.room.pk]))
+    )()
+    panel_url = reverse("admin:rooms_room_live_panel", args=[s.room.pk])
+    assert f'data-url="{panel_url}"' in page  # what the page's script polls
+
+    # Someone comes in and sits on seat index 0 after the page was loaded.
+    late_user, ticket = await a_member(s.room)
+    late = await connect(s.room.pk, ticket, late_user.pk)
+    await late.send(type="seat.take", index=0)
+    await s.owner.event_where("participant.updated", lambda e: e["participant"]["seat"] == 0)
+    assert f'data-user-id="{late_user.pk}"' not in page
+
+    panel = await database_sync_to_async(lambda: _get(op, panel_url))()
+    row = panel.split(f'data-user-id="{late_user.pk}"')[1].split("</tr>")[0]
+    assert "<td>connected</td>" in row and '<td class="seat">1</td>' in row
+    assert live_url(s.room, "kick") in row
+    assert "<html" not in panel  # the tables alone, to put in place
+    await late.disconnect()
+    await s.close()
+
+
+async def test_the_live_panel_is_for_staff_who_may_see_the_room():
+    s = await scene()
+    panel_url = reverse("admin:rooms_room_live_panel", args=[s.room.pk])
+
+    @database_sync_to_async
+    def get_as(*, staff: bool, perms: tuple[str, ...]):
+        from django.contrib.auth.models import Permission
+
+        user = User.objects.create_user(
+            username=f"person{next(_ops)}", password="pw-long-enough-1", is_staff=staff
+        )
+        user.user_permissions.add(*Permission.objects.filter(codename__in=perms))
+        client = DjangoClient()
+        client.force_login(user)
+        return client.get(panel_url)
+
+    anonymous = await database_sync_to_async(lambda: DjangoClient().get(panel_url))()
+    assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+    not_staff = await get_as(staff=False, perms=("view_room",))
+    assert not_staff.status_code == 302 and "/admin/login/" in not_staff["Location"]
+    assert (await get_as(staff=True, perms=())).status_code == 403
+    viewer = await get_as(staff=True, perms=("view_room",))
+    assert viewer.status_code == 200
+    body = viewer.content.decode()
+    assert f'data-user-id="{s.a.user_id}"' in body and live_url(s.room, "kick") not in body
     await s.close()
 
 
