@@ -217,6 +217,10 @@ VOICEROOM_WECHAT_API_BASE = env.str(
 )
 VOICEROOM_WECHAT_TIMEOUT_S = env.float("VOICEROOM_WECHAT_TIMEOUT_S", default=5.0)
 
+# API tokens (Authorization: Token ...) expire this many seconds after they were issued;
+# signing in again gives a new one. Default: 30 days.
+VOICEROOM_TOKEN_TTL_S = env.int("VOICEROOM_TOKEN_TTL_S", default=30 * 24 * 3600)
+
 # Realtime settings.
 VOICEROOM_RESUME_WINDOW_S = env.int("VOICEROOM_RESUME_WINDOW_S", default=20)
 VOICEROOM_TICKET_TTL_S = env.int("VOICEROOM_TICKET_TTL_S", default=60)
