@@ -185,3 +185,22 @@ async def test_a_sign_out_that_lands_while_the_socket_is_opening_still_closes_it
     left = await b.event_of("participant.left")
     assert left["user_id"] == user.pk
     await b.disconnect()
+
+
+async def test_an_expired_api_token_does_not_open_a_socket(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from rest_framework.authtoken.models import Token
+
+    settings.VOICEROOM_TOKEN_TTL_S = 3600
+    room = await a_room()
+    user, _ = await a_member(room)
+    token = await database_sync_to_async(token_for)(user)
+    header = [(b"authorization", f"Token {token}".encode())]
+    await database_sync_to_async(
+        lambda: Token.objects.filter(key=token).update(
+            created=timezone.now() - timedelta(seconds=3601)
+        )
+    )()
+    assert await refused(room.pk, headers=header) == 4001
