@@ -163,6 +163,10 @@ class LogoutApi(APIView):
     @extend_schema(
         operation_id="auth_logout",
         summary="Sign out: the token stops working",
+        description=(
+            "Signs out every device: the token stops working, and so do the user's "
+            "WebSocket tickets and resume tokens; their open room sockets close with 4001."
+        ),
         request=None,
         responses={204: OpenApiResponse(description="Signed out."), 401: UNAUTHORIZED},
     )

@@ -1,7 +1,8 @@
 """Writes for accounts: registering, signing in (password or WeChat) and out.
 
-A user has one API token (DRF authtoken); signing out deletes it, so every client that
-held it must sign in again.
+A user has one API token (DRF authtoken), valid for VOICEROOM_TOKEN_TTL_S. Signing out,
+a password change and deactivation revoke it and every realtime credential of the user
+(User.save), so every client that held them must sign in again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from accounts import wechat
+from accounts.authentication import token_expired
 from accounts.models import User, WechatIdentity
 from voiceroom.errors import ApplicationError, Forbidden
 
@@ -53,13 +55,22 @@ def user_login(*, username: str, password: str) -> tuple[User, Token]:
         raise ApplicationError("Wrong username or password.", code="invalid_credentials")
     user.last_login = timezone.now()
     user.save(update_fields=["last_login"])
-    token, _ = Token.objects.get_or_create(user=user)
-    return user, token
+    return user, _live_token(user)
+
+
+def _live_token(user: User) -> Token:
+    """The user's token, or a new one when they have none or theirs expired."""
+    token, created = Token.objects.get_or_create(user=user)
+    if not created and token_expired(token):
+        Token.objects.filter(pk=token.pk).delete()
+        token, _ = Token.objects.get_or_create(user=user)
+    return token
 
 
 def user_logout(*, user: User) -> None:
-    """Delete the user's token: it stops working at once, on every client that held it."""
-    Token.objects.filter(user=user).delete()
+    """Sign out everywhere: the token stops working at once, on every client that held
+    it, and so do the user's tickets, resume tokens and open room sockets (4001)."""
+    user.revoke_credentials()
 
 
 def user_wechat_login(*, code: str) -> tuple[User, Token]:
@@ -74,8 +85,7 @@ def user_wechat_login(*, code: str) -> tuple[User, Token]:
         raise Forbidden("This account is disabled.", code="account_disabled")
     user.last_login = timezone.now()
     user.save(update_fields=["last_login"])
-    token, _ = Token.objects.get_or_create(user=user)
-    return user, token
+    return user, _live_token(user)
 
 
 def _wechat_user(*, openid: str, unionid: str) -> User:

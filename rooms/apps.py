@@ -1,11 +1,25 @@
 from django.apps import AppConfig
 
 
+def _credentials_revoked(sender, user, **kwargs) -> None:
+    """accounts.signals.credentials_revoked: after commit, take the user out of every room
+    (their sockets close 4001 on every node). A failure there (Redis down) must not undo
+    or fail the sign-out: their tickets and resume tokens are refused anyway."""
+    from django.db import transaction
+
+    from rooms import services
+
+    user_id = user.pk
+    transaction.on_commit(lambda: services.participants_revoke(user_id=user_id), robust=True)
+
+
 class RoomsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "rooms"
 
     def ready(self) -> None:
+        from accounts.signals import credentials_revoked
         from rooms import metrics
 
         metrics.register()
+        credentials_revoked.connect(_credentials_revoked, dispatch_uid="rooms.participants_revoke")

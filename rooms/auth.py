@@ -34,6 +34,9 @@ class SocketAuth:
     method: str  # "ticket" | "token" | "resume" | "none" | "unavailable"
     resume_session: str | None = None
     error: str = ""
+    # The user's credentials epoch the ticket or Token was issued under (None for a
+    # resume token): participant_connect refuses it once the user's has moved on.
+    epoch: float | None = None
 
 
 def _query(scope) -> dict[str, str]:
@@ -51,28 +54,26 @@ def _header(scope, name: bytes) -> str:
     return ""
 
 
-def _token_user_id(header: str) -> int | None:
-    from rest_framework.authtoken.models import Token
+def _token_user(header: str):
+    """The user of a live API token (unknown, expired or revoked: None)."""
+    from accounts.authentication import token_user
 
     keyword, _, key = header.strip().partition(" ")
     if keyword != "Token" or not key.strip():
         return None
-    token = Token.objects.select_related("user").filter(key=key.strip()).first()
-    if token is None or not token.user.is_active:
-        return None
-    return token.user_id
+    return token_user(key.strip())
 
 
 @database_sync_to_async
 def resolve(scope, room_id: int) -> SocketAuth:
     query = _query(scope)
     header = _header(scope, b"authorization")
-    header_user = _token_user_id(header) if header else None
+    header_user = _token_user(header) if header else None
     if header and header_user is None:
         return SocketAuth(None, "token", error="invalid Authorization header")
 
     def agrees(user_id: int) -> bool:
-        return header_user is None or header_user == user_id
+        return header_user is None or header_user.pk == user_id
 
     if "resume" in query:
         found = presence.store().resolve_resume_token(query["resume"][:200])
@@ -80,14 +81,16 @@ def resolve(scope, room_id: int) -> SocketAuth:
             return SocketAuth(None, "resume", error="unknown or expired resume token")
         return SocketAuth(found[1], "resume", resume_session=found[2])
     if "ticket" in query:
-        user_id = services.ticket_redeem(
-            ticket=query["ticket"][:1000], room_id=room_id, user_id=header_user
+        found = services.ticket_redeem(
+            ticket=query["ticket"][:1000],
+            room_id=room_id,
+            user_id=header_user.pk if header_user is not None else None,
         )
-        if user_id is None:
+        if found is None:
             return SocketAuth(None, "ticket", error="invalid, used or expired ticket")
-        return SocketAuth(user_id, "ticket")
+        return SocketAuth(found.user_id, "ticket", epoch=found.epoch)
     if header_user is not None:
-        return SocketAuth(header_user, "token")
+        return SocketAuth(header_user.pk, "token", epoch=header_user.credentials_epoch)
     return SocketAuth(
         None, "none", error="no credentials: use ?ticket=, ?resume= or a Token header"
     )

@@ -179,6 +179,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             resume_session=auth.resume_session,
             node=NODE_ID,
             channel=self.channel_name,
+            credentials_epoch=auth.epoch,
         )
         if result.close_code is not None:
             await self._close(result.close_code)
@@ -193,6 +194,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(
             events.member_group(self.room_id, self.user_id), self.channel_name
         )
+        # A sign-out (password change, deactivation) committed after participant_connect
+        # checked the credentials may have missed this socket: its 4001 went to the member
+        # group before the socket joined it. Check again now that any later one reaches it.
+        if not await _db(services.participant_recheck)(
+            room_id=self.room_id,
+            user_id=self.user_id,
+            session_id=self.session.session_id,
+            epoch=result.credentials_epoch,
+        ):
+            self.left_cleanly = True  # the service ended the session
+            await self._leave_groups()
+            await self._close(services.CLOSE_AUTH)
+            return
         if result.replaced_live_socket:
             await events.amember_replace(self.room_id, self.user_id, self.channel_name)
         await self.send(text_data=dumps(result.welcome))
@@ -231,6 +245,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await _db(services.participant_disconnect)(
                 room_id=self.room_id, user_id=self.user_id, channel=self.channel_name, seq=ep.seq
             )
+
+    async def _leave_groups(self) -> None:
+        await self.channel_layer.group_discard(events.room_group(self.room_id), self.channel_name)
+        await self.channel_layer.group_discard(
+            events.member_group(self.room_id, self.user_id), self.channel_name
+        )
 
     async def _close(self, code: int) -> None:
         self.closing = True
@@ -447,6 +467,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def member_close(self, event):
         self.left_cleanly = True  # the service already ended the session
+        if self.closing:
+            return  # closed already (e.g. by the credentials re-check): one close frame
         code = event["code"]
         if code == services.CLOSE_LEFT and self.leaving_by_frame:
             code = CLOSE_NORMAL

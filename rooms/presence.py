@@ -43,6 +43,9 @@ class Session:
     # or its node died): the next socket then jumps ahead by SEQ_GAP so the sequence
     # never goes backwards.
     seq_stale: bool = False
+    # time.time() when `resume_token` was issued: a token issued before its user's
+    # credentials were revoked (sign-out, password change, deactivation) is refused.
+    token_issued_at: float = 0.0
 
     def dumps(self) -> str:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
@@ -95,6 +98,7 @@ def _new_session(room_id: int, user_id: int, node: str, channel: str) -> Session
         resume_token=secrets.token_urlsafe(32),
         node=node,
         channel=channel,
+        token_issued_at=time.time(),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core import signing
@@ -17,7 +18,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import User, credentials_epoch
 from rooms import events, presence, selectors
 from rooms.models import (
     CAPACITY_MAX,
@@ -354,9 +355,17 @@ _TICKET_SALT = "voiceroom.rooms.ticket"
 
 
 def ticket_issue(*, room: Room, user: User) -> tuple[str, int]:
-    """A signed, single-use ticket to open one socket to this room within the TTL."""
+    """A signed, single-use ticket to open one socket to this room within the TTL.
+
+    It carries the user's credentials epoch: once they sign out, change their password
+    or are deactivated, the socket refuses it (participant_connect)."""
     ttl = int(settings.VOICEROOM_TICKET_TTL_S)
-    payload = {"r": room.pk, "u": user.pk, "n": secrets.token_urlsafe(12)}
+    payload = {
+        "r": room.pk,
+        "u": user.pk,
+        "n": secrets.token_urlsafe(12),
+        "e": user.credentials_epoch,
+    }
     return signing.dumps(payload, salt=_TICKET_SALT, compress=False), ttl
 
 
@@ -371,10 +380,16 @@ def ticket_member_issue(*, room: Room, user: User) -> tuple[str, int]:
     return ticket_issue(room=room, user=user)
 
 
-def ticket_redeem(*, ticket: str, room_id: int, user_id: int | None = None) -> int | None:
-    """The user id a ticket was issued to, if it is genuine, fresh, for this room and unused.
+class TicketHolder(NamedTuple):
+    user_id: int
+    epoch: float  # the user's credentials epoch when the ticket was issued
+
+
+def ticket_redeem(*, ticket: str, room_id: int, user_id: int | None = None) -> TicketHolder | None:
+    """Who a ticket was issued to, if it is genuine, fresh, for this room and unused.
 
     With `user_id`, a ticket issued to someone else is refused without being used up.
+    Whether the user's credentials were revoked since is for participant_connect to say.
     """
     try:
         payload = signing.loads(
@@ -389,7 +404,7 @@ def ticket_redeem(*, ticket: str, room_id: int, user_id: int | None = None) -> i
     # cache.add is atomic in Redis (SET NX) and in the local cache: a ticket works once.
     if not cache.add(f"ticket-used:{payload['n']}", 1, int(settings.VOICEROOM_TICKET_TTL_S) + 5):
         return None
-    return int(payload["u"])
+    return TicketHolder(int(payload["u"]), float(payload.get("e", 0.0)))
 
 
 @transaction.atomic
@@ -539,6 +554,7 @@ class ConnectResult:
     previous: presence.Session | None = None
     membership: Membership | None = None
     welcome: dict | None = None
+    credentials_epoch: float = 0.0  # the user's, as checked: see participant_recheck
 
     @property
     def replaced_live_socket(self) -> bool:
@@ -546,12 +562,20 @@ class ConnectResult:
 
 
 def participant_connect(
-    *, room_id: int, user_id: int | None, resume_session: str | None, node: str, channel: str
+    *,
+    room_id: int,
+    user_id: int | None,
+    resume_session: str | None,
+    node: str,
+    channel: str,
+    credentials_epoch: float | None = None,
 ) -> ConnectResult:
     """Admit a socket to a room, or say which close code refuses it.
 
     A member with a live or resumable session keeps it (seat, mutes, voice sequence);
     a live older socket is replaced (the consumer closes it with 4012).
+    `credentials_epoch`: the one the ticket or API token was issued under (None for a
+    resume token, whose issue time is compared with the revocation time instead).
     """
     room = Room.objects.select_related("owner").filter(pk=room_id).first()
     if room is None:
@@ -566,6 +590,9 @@ def participant_connect(
         return ConnectResult(close_code=CLOSE_FORBIDDEN, reason=reason)
     if not membership.user.is_active:
         return ConnectResult(close_code=CLOSE_AUTH, reason="account disabled")
+    epoch = membership.user.credentials_epoch
+    if credentials_epoch is not None and credentials_epoch != epoch:
+        return ConnectResult(close_code=CLOSE_AUTH, reason="credentials revoked")
     # Before the `active` check: closing ended every membership, and the member should
     # read "room closed" (4011), not "not a member" (4003).
     if room.status != Room.Status.OPEN:
@@ -576,6 +603,8 @@ def participant_connect(
     existing = store.get(room.pk, user_id)
     if resume_session is not None and (existing is None or existing.session_id != resume_session):
         return ConnectResult(close_code=CLOSE_AUTH, reason="resume window has passed")
+    if resume_session is not None and existing.token_issued_at < epoch:
+        return ConnectResult(close_code=CLOSE_AUTH, reason="credentials revoked")
     if existing is None and store.counts([room.pk])[room.pk] >= room.capacity:
         return ConnectResult(close_code=CLOSE_FULL, reason="room full")
     attached = store.attach(
@@ -603,8 +632,66 @@ def participant_connect(
         "resumed": resume_session is not None,
     }
     return ConnectResult(
-        session=attached.session, previous=attached.previous, membership=membership, welcome=welcome
+        session=attached.session,
+        previous=attached.previous,
+        membership=membership,
+        welcome=welcome,
+        credentials_epoch=epoch,
     )
+
+
+def participant_recheck(*, room_id: int, user_id: int, session_id: str, epoch: float) -> bool:
+    """Are the credentials participant_connect accepted still good? Asked by the socket
+    once it listens to its member group, so that a revocation committed in between is
+    seen here and any later one reaches the socket (participants_revoke).
+
+    If not, the revocation may have looked for this session before it existed: end it
+    here (the socket closes itself with 4001).
+    """
+    row = User.objects.filter(pk=user_id).values_list("is_active", "credentials_revoked_at").first()
+    if row is not None and row[0] and credentials_epoch(row[1]) == epoch:
+        return True
+    _participant_revoke(room_id=room_id, user_id=user_id, session_id=session_id)
+    return False
+
+
+def participants_revoke(*, user_id: int) -> int:
+    """The user's credentials were revoked (sign-out, password change, deactivation):
+    take them out of every room where they are a participant, connected or inside the
+    resume window, through the leave path. Others see `participant.left`; their sockets
+    close with 4001 on whichever node holds them. Returns how many rooms they left.
+    """
+    room_ids = Membership.objects.filter(user_id=user_id, active=True).values_list(
+        "room_id", flat=True
+    )
+    return sum(
+        _participant_revoke(room_id=room_id, user_id=user_id, session_id=None)
+        for room_id in list(room_ids)
+    )
+
+
+@transaction.atomic
+def _participant_revoke(*, room_id: int, user_id: int, session_id: str | None) -> bool:
+    """End the user's session in the room (only `session_id`, when given). With no
+    session id the socket is closed 4001 through its member group; with one, the socket
+    asking (participant_recheck) closes itself."""
+    session = presence.store().get(room_id, user_id)
+    if session is None or session_id not in (None, session.session_id):
+        return False
+    room = Room.objects.select_for_update().filter(pk=room_id).first()
+    membership = (
+        Membership.objects.select_for_update()
+        .select_related("user", "room")
+        .filter(room_id=room_id, user_id=user_id, active=True)
+        .first()
+    )
+    if room is None or membership is None:
+        if presence.store().remove(room_id, user_id, session.session_id) is not None:
+            events.participant_left(room_id, user_id, "left")
+        return False
+    membership.room = room
+    _end_presence(membership, reason="left", close_code=CLOSE_AUTH if session_id is None else None)
+    return True
 
 
 def participant_disconnect(*, room_id: int, user_id: int, channel: str, seq: int) -> None:

@@ -1,9 +1,12 @@
 """Settings for voiceroom, read from the environment through one reader (django-environ).
 
 Every variable is listed in `.env.example`. Production secrets have no default: with
-DEBUG off, a missing DJANGO_SECRET_KEY stops the process with a clear message.
+DEBUG off, a missing DJANGO_SECRET_KEY stops the process with a clear message; with DEBUG
+on, the process makes up a random key of its own (never a constant) and warns.
 """
 
+import logging
+import secrets
 from pathlib import Path
 
 import environ
@@ -23,7 +26,14 @@ if not SECRET_KEY:
             "without a secret key: set DJANGO_SECRET_KEY to a long random string, or set "
             "DJANGO_DEBUG=1 for local development."
         )
-    SECRET_KEY = "insecure-development-key-only-used-with-debug-on"
+    # Never a constant: a key anyone can read lets anyone sign tickets and sessions for
+    # any user. A random key per process is safe, but only this process knows it.
+    SECRET_KEY = secrets.token_urlsafe(50)
+    logging.getLogger("voiceroom.settings").warning(
+        "DJANGO_SECRET_KEY is not set: using a random key for this process only. Sessions "
+        "and tickets will not survive a restart nor work across nodes or worker processes; "
+        "set DJANGO_SECRET_KEY (make run writes one into .env.dev)."
+    )
 
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else []
@@ -212,6 +222,10 @@ VOICEROOM_WECHAT_API_BASE = env.str(
     "VOICEROOM_WECHAT_API_BASE", default="https://api.weixin.qq.com"
 )
 VOICEROOM_WECHAT_TIMEOUT_S = env.float("VOICEROOM_WECHAT_TIMEOUT_S", default=5.0)
+
+# API tokens (Authorization: Token ...) expire this many seconds after they were issued;
+# signing in again gives a new one. Default: 30 days.
+VOICEROOM_TOKEN_TTL_S = env.int("VOICEROOM_TOKEN_TTL_S", default=30 * 24 * 3600)
 
 # Realtime settings.
 VOICEROOM_RESUME_WINDOW_S = env.int("VOICEROOM_RESUME_WINDOW_S", default=20)

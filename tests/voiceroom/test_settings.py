@@ -67,6 +67,33 @@ def test_debug_starts_without_secret_key():
     assert found["debug"] is True
 
 
+SHOW_KEY = """
+import logging
+logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
+import django
+django.setup()
+from django.conf import settings
+print("KEY=" + settings.SECRET_KEY)
+"""
+
+
+def test_debug_without_secret_key_makes_up_a_random_key_per_process_and_warns():
+    # A constant key would let anyone who read the source sign tickets for any user.
+    runs = [run_python(SHOW_KEY, DJANGO_DEBUG="1") for _ in range(2)]
+    keys = []
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+        keys.append(done.stdout.strip().splitlines()[-1].removeprefix("KEY="))
+        assert "WARNING voiceroom.settings DJANGO_SECRET_KEY is not set" in done.stderr
+        assert "will not survive a restart nor work across nodes" in done.stderr
+    assert keys[0] != keys[1]
+    assert all(len(key) >= 50 for key in keys)
+    # A key that is set is used as it is, without the warning.
+    done = run_python(SHOW_KEY, DJANGO_DEBUG="1", DJANGO_SECRET_KEY=KEY)
+    assert done.stdout.strip().splitlines()[-1] == f"KEY={KEY}"
+    assert "DJANGO_SECRET_KEY is not set" not in done.stderr
+
+
 def test_defaults_are_sqlite_and_in_memory_layer():
     found = settings_with(DJANGO_SECRET_KEY=KEY)
     assert found["debug"] is False
