@@ -11,12 +11,12 @@ from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts import services
 from accounts.serializers import UserSerializer
 from voiceroom.errors import PARSER_CLASSES, ErrorSerializer
+from voiceroom.throttling import AddressRateThrottle
 
 # Long enough for any passphrase, short enough that hashing it is not a denial of service.
 PASSWORD_MAX_LENGTH = 256
@@ -46,6 +46,10 @@ class RegisterApi(APIView):
     # A stale or wrong token must not stop anyone from creating an account.
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    # Per address: registering costs a password hash, and its answer tells whether a
+    # name is taken.
+    throttle_classes = [AddressRateThrottle]
+    throttle_scope = "register"
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
@@ -69,6 +73,7 @@ class RegisterApi(APIView):
                 "`username_taken`, `invalid` (with `fields`, e.g. a password that Django's "
                 "validators refuse) or `malformed_request`."
             ),
+            429: _error("`throttled`: too many attempts; see the Retry-After header."),
         },
         auth=[],
     )
@@ -83,7 +88,7 @@ class LoginApi(APIView):
     parser_classes = PARSER_CLASSES
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [AddressRateThrottle]
     throttle_scope = "login"
 
     class InputSerializer(serializers.Serializer):
@@ -117,7 +122,7 @@ class WechatLoginApi(APIView):
     parser_classes = PARSER_CLASSES
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [AddressRateThrottle]
     throttle_scope = "login"
 
     class InputSerializer(serializers.Serializer):

@@ -3,8 +3,10 @@
 Opening, closing, muting (one member or all), kicking, banning, seating: each admin
 action and each button of a room's live participants table calls the same service as the
 REST API and the WebSocket moderation frames, so the audit log, the broadcasts and the
-sockets closed are the same whoever acted. Where a service refuses (an
-`ApplicationError`), the operator sees its message; nothing is forced around it.
+sockets closed are the same whoever acted. Which of them an operator gets is decided by
+rooms.policy.operator_may, the test the services apply to that operator over REST and
+the socket. Where a service refuses (an `ApplicationError`), the operator sees its
+message; nothing is forced around it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 
-from rooms import selectors, services
+from rooms import policy, selectors, services
 from rooms.models import Membership, ModerationAction, Room
 from voiceroom.errors import ApplicationError
 
@@ -231,9 +233,14 @@ class RoomAdmin(admin.ModelAdmin):
         if done:
             self.message_user(request, f"{verb} {done} room(s).", messages.SUCCESS)
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        # The edit form and the open/close actions: the power REST and the socket check
+        # for the same acts (rooms.policy).
+        return policy.operator_may(request.user, policy.CHANGE_ROOM)
+
     def has_moderate_permission(self, request) -> bool:
         """Moderating people is changing memberships, as in the Membership admin."""
-        return request.user.is_active and request.user.has_perm("rooms.change_membership")
+        return policy.operator_may(request.user, policy.MODERATE_MEMBERS)
 
     @admin.action(
         description="Mute everyone but the moderators in the selected rooms",
@@ -480,7 +487,7 @@ class MembershipAdmin(admin.ModelAdmin):
         return False  # the row carries the ban and the role; kick instead
 
     def has_moderate_permission(self, request) -> bool:
-        return request.user.is_active and request.user.has_perm("rooms.change_membership")
+        return policy.operator_may(request.user, policy.MODERATE_MEMBERS)
 
     def _moderate(
         self,

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from rooms import selectors, services
+from rooms import selectors, services, throttles
 from rooms.models import (
     CAPACITY_DEFAULT,
     CAPACITY_MAX,
@@ -270,15 +270,20 @@ class RoomJoinApi(APIView):
             403: _error("`banned`, or `bad_password` for a private room."),
             404: E404_ROOM,
             409: _error("`room_closed` or `room_full`."),
+            429: _error(
+                "`throttled`: too many attempts at this room's password (per user and "
+                "room, wrong ones only; per address, all); see the Retry-After header."
+            ),
         },
     )
     def post(self, request: Request, room_id: str) -> Response:
         room = _room(room_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        joined = services.member_join(
-            room=room, user=request.user, password=serializer.validated_data.get("password")
-        )
+        with throttles.join_password_attempt(request=request, room=room, user=request.user):
+            joined = services.member_join(
+                room=room, user=request.user, password=serializer.validated_data.get("password")
+            )
         payload = {
             "room": joined.room,
             "member": joined.membership,

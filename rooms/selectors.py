@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from django.db.models import QuerySet
 
 from accounts.models import User
-from rooms import presence
+from rooms import policy, presence
 from rooms.models import Membership, Room, Seat, SeatRequest
 from rooms.presence import Session
 from rooms.serializers import seat_dict
@@ -56,11 +56,8 @@ def member_list(*, room_id: int) -> QuerySet[Membership]:
 
 
 def member_list_visible(*, room: Room, viewer: User) -> QuerySet[Membership]:
-    """`member_list` for a viewer who may see it: an active member of the room, or staff."""
-    if (
-        not viewer.is_staff
-        and not Membership.objects.filter(room=room, user=viewer, active=True).exists()
-    ):
+    """`member_list` for a viewer who may see it (rooms.policy.may_see_members)."""
+    if not policy.may_see_members(room=room, user=viewer):
         raise Forbidden("Only members of the room and staff may list its members.")
     return member_list(room_id=room.pk)
 
@@ -121,25 +118,14 @@ def seat_get(*, room: Room, index: int) -> dict:
 
 # --- moderators and seat requests -------------------------------------------------------
 
-MODERATOR_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
-
 
 def moderator_user_ids(*, room_id: int) -> list[int]:
     """The owner and admins who are in the room now (active members)."""
     return list(
         Membership.objects.filter(
-            room_id=room_id, active=True, role__in=MODERATOR_ROLES
+            room_id=room_id, active=True, role__in=policy.MODERATOR_ROLES
         ).values_list("user_id", flat=True)
     )
-
-
-def is_moderator(*, room: Room, user: User) -> bool:
-    """Owner (in the room or not), an active admin, or staff: who may moderate the room."""
-    if user.is_staff or room.owner_id == user.pk:
-        return True
-    return Membership.objects.filter(
-        room=room, user=user, active=True, role__in=MODERATOR_ROLES
-    ).exists()
 
 
 def _iso(moment: datetime) -> str:
@@ -159,7 +145,7 @@ def seat_request_list(*, room_id: int, user_id: int | None = None) -> list[dict]
 
 
 def seat_request_list_visible(*, room: Room, viewer: User) -> list[dict]:
-    """The queue, for a moderator of the room (owner, admin, staff) only."""
-    if not is_moderator(room=room, user=viewer):
+    """The queue, for whom rooms.policy.may_see_seat_requests allows."""
+    if not policy.may_see_seat_requests(room=room, user=viewer):
         raise Forbidden("Only the room's owner, its admins or staff may see seat requests.")
     return seat_request_list(room_id=room.pk)

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User, credentials_epoch
-from rooms import events, presence, selectors
+from rooms import events, policy, presence, selectors
 from rooms.models import (
     CAPACITY_MAX,
     CAPACITY_MIN,
@@ -77,30 +77,6 @@ def _check_range(name: str, value: int, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ApplicationError(f"{name} must be an integer from {low} to {high}.", code="invalid")
     return value
-
-
-def _actor_membership(room: Room, actor: User) -> Membership | None:
-    return Membership.objects.filter(room=room, user=actor).first()
-
-
-def _require_moderator(*, room: Room, actor: User, target: Membership | None = None) -> None:
-    """Owner, admin or staff may moderate; nobody acts on the owner; admins not on admins."""
-    if target is not None and target.role == Role.OWNER:
-        raise Forbidden("Nobody can moderate the room's owner.")
-    # The owner keeps their powers after leaving the room, as for close/open and roles.
-    if actor.is_staff or room.owner_id == actor.pk:
-        return
-    mine = _actor_membership(room, actor)
-    if mine is None or not mine.active or mine.role not in (Role.OWNER, Role.ADMIN):
-        raise Forbidden("Only the room's owner, its admins or staff may do this.")
-    if target is not None and mine.role == Role.ADMIN and target.role == Role.ADMIN:
-        raise Forbidden("An admin cannot moderate another admin.")
-
-
-def _require_owner(*, room: Room, actor: User) -> None:
-    if actor.is_staff or room.owner_id == actor.pk:
-        return
-    raise Forbidden("Only the room's owner or staff may do this.")
 
 
 def _lock_room(room_id: int) -> Room:
@@ -214,7 +190,7 @@ def room_update(
     (user_id null), as does each new seat. Removed seats forget their lock and mute, so
     they come back empty and open if the count grows again.
     """
-    _require_moderator(room=room, actor=actor)
+    policy.require_moderator(room=room, actor=actor, permission=policy.CHANGE_ROOM)
     room = _lock_room(room.pk)
     changed: dict[str, object] = {}
     if name is not None:
@@ -276,7 +252,7 @@ def _seats_resized(room: Room, old_count: int) -> None:
 def room_close(*, room: Room, actor: User | None) -> Room:
     """Close the room: every socket gets room.closed then close 4011; joins are refused."""
     if actor is not None:
-        _require_owner(room=room, actor=actor)
+        policy.require_owner(room=room, actor=actor, permission=policy.CHANGE_ROOM)
     room = _lock_room(room.pk)
     if room.status == Room.Status.CLOSED:
         return room
@@ -297,7 +273,7 @@ def room_close(*, room: Room, actor: User | None) -> Room:
 @transaction.atomic
 def room_open(*, room: Room, actor: User | None) -> Room:
     if actor is not None:
-        _require_owner(room=room, actor=actor)
+        policy.require_owner(room=room, actor=actor, permission=policy.CHANGE_ROOM)
     room = _lock_room(room.pk)
     if room.status == Room.Status.OPEN:
         return room
@@ -332,7 +308,8 @@ def member_join(*, room: Room, user: User, password: str | None = None) -> JoinR
     if room.status != Room.Status.OPEN:
         raise Conflict("The room is closed.", code="room_closed")
     is_owner = room.owner_id == user.pk
-    if not is_owner and not user.is_staff and not room.check_password(password):
+    needs_password = not policy.may_enter_without_password(room=room, user=user)
+    if needs_password and not room.check_password(password):
         raise Forbidden("Wrong or missing room password.", code="bad_password")
     if membership is None or not membership.active:
         present = Membership.objects.filter(room=room, active=True).count()
@@ -431,7 +408,7 @@ def member_mute(*, room: Room, actor: User | None, user_id: int, muted: bool) ->
     room = _lock_room(room.pk)
     target = _lock_member(room, user_id)
     if actor is not None:
-        _require_moderator(room=room, actor=actor, target=target)
+        policy.require_moderator(room=room, actor=actor, target=target)
     if target.muted != muted:
         target.muted = muted
         target.save(update_fields=["muted", "updated_at"])
@@ -455,7 +432,7 @@ def room_mute_all(*, room: Room, actor: User | None, muted: bool) -> list[Member
     """
     room = _lock_room(room.pk)
     if actor is not None:
-        _require_moderator(room=room, actor=actor)
+        policy.require_moderator(room=room, actor=actor)
     members = Membership.objects.select_for_update().select_related("user")
     targets = list(members.filter(room=room, active=True, role=Role.MEMBER))
     if actor is not None:
@@ -488,7 +465,7 @@ def member_kick(*, room: Room, actor: User | None, user_id: int) -> None:
     room = _lock_room(room.pk)
     target = _lock_member(room, user_id)
     if actor is not None:
-        _require_moderator(room=room, actor=actor, target=target)
+        policy.require_moderator(room=room, actor=actor, target=target)
     if not target.active:
         raise Conflict("That member is not in the room.", code="not_in_room")
     target.room = room
@@ -502,7 +479,7 @@ def member_ban(*, room: Room, actor: User | None, user_id: int, reason: str = ""
     room = _lock_room(room.pk)
     target = _lock_member(room, user_id)
     if actor is not None:
-        _require_moderator(room=room, actor=actor, target=target)
+        policy.require_moderator(room=room, actor=actor, target=target)
     target.room = room
     target.banned = True
     target.ban_reason = reason or ""
@@ -515,7 +492,7 @@ def member_unban(*, room: Room, actor: User | None, user_id: int) -> None:
     room = _lock_room(room.pk)
     target = _lock_member(room, user_id)
     if actor is not None:
-        _require_moderator(room=room, actor=actor, target=target)
+        policy.require_moderator(room=room, actor=actor, target=target)
     if target.banned:
         target.banned = False
         target.ban_reason = ""
@@ -529,7 +506,7 @@ def member_set_role(*, room: Room, actor: User | None, user_id: int, role: str) 
         raise ApplicationError("role must be 'admin' or 'member'.", code="invalid")
     room = _lock_room(room.pk)
     if actor is not None:
-        _require_owner(room=room, actor=actor)
+        policy.require_owner(room=room, actor=actor, permission=policy.MODERATE_MEMBERS)
     target = _lock_member(room, user_id)
     if target.role == Role.OWNER:
         raise Forbidden("The owner's role cannot be changed.")
@@ -833,7 +810,7 @@ def seat_leave(*, room: Room, user: User) -> None:
 def seat_lock(*, room: Room, actor: User | None, index: int, locked: bool) -> None:
     room = _lock_room(room.pk)
     if actor is not None:
-        _require_moderator(room=room, actor=actor)
+        policy.require_moderator(room=room, actor=actor)
     seat = _seat_row(room, index)
     if seat.locked == locked:
         return
@@ -863,7 +840,7 @@ def seat_lock(*, room: Room, actor: User | None, index: int, locked: bool) -> No
 def seat_mute(*, room: Room, actor: User | None, index: int, muted: bool) -> None:
     room = _lock_room(room.pk)
     if actor is not None:
-        _require_moderator(room=room, actor=actor)
+        policy.require_moderator(room=room, actor=actor)
     seat = _seat_row(room, index)
     if seat.muted == muted:
         return
@@ -884,7 +861,7 @@ def seat_remove(*, room: Room, actor: User | None, user_id: int) -> None:
     room = _lock_room(room.pk)
     target = _lock_member(room, user_id)
     if actor is not None:
-        _require_moderator(room=room, actor=actor, target=target)
+        policy.require_moderator(room=room, actor=actor, target=target)
     if target.seat is None:
         raise Conflict("That member is not on a seat.", code="not_seated")
     old = target.seat
@@ -947,7 +924,7 @@ def seat_request_accept(
     """
     room = _lock_room(room.pk)
     if actor is not None:
-        _require_moderator(room=room, actor=actor)
+        policy.require_moderator(room=room, actor=actor)
     request = SeatRequest.objects.select_for_update().filter(room=room, user_id=user_id).first()
     if request is None:
         raise NotFound("No pending seat request from that member.", code="no_seat_request")
@@ -972,7 +949,7 @@ def seat_request_refuse(*, room: Room, actor: User | None, user_id: int) -> None
     """A moderator turns the request down; requester and moderators get it resolved, false."""
     room = _lock_room(room.pk)
     if actor is not None:
-        _require_moderator(room=room, actor=actor)
+        policy.require_moderator(room=room, actor=actor)
     request = (
         SeatRequest.objects.select_for_update()
         .select_related("user")

@@ -43,5 +43,22 @@ class RoomFactory(factory.Factory):
         raise NotImplementedError("Rooms are made through services.room_create.")
 
 
+# What an operator needs for every act on rooms (rooms/policy.py).
+OPERATOR_PERMISSIONS = ("change_room", "change_membership", "view_room", "view_membership")
+
+
+def operator(*codenames: str, **fields) -> User:
+    """A staff user holding these `rooms` permissions (all of OPERATOR_PERMISSIONS when
+    none is named). Being staff alone gives no power over rooms."""
+    from django.contrib.auth.models import Permission
+
+    user = UserFactory(is_staff=True, **fields)
+    wanted = codenames or OPERATOR_PERMISSIONS
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="rooms", codename__in=wanted)
+    )
+    return User.objects.get(pk=user.pk)  # a fresh object: no stale permission cache
+
+
 def token_for(user: User) -> str:
     return Token.objects.get_or_create(user=user)[0].key

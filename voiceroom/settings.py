@@ -6,7 +6,9 @@ on, the process makes up a random key of its own (never a constant) and warns.
 """
 
 import logging
+import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -59,6 +61,8 @@ INSTALLED_APPS = [
     "channels",
     "accounts",
     "rooms",
+    # django-axes (the admin's sign-in lockout), see voiceroom/adminlock.py.
+    "voiceroom.axes_app.AxesConfig",
 ]
 
 MIDDLEWARE = [
@@ -71,6 +75,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: turns a lockout flagged during sign-in into its 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "voiceroom.adminlock.AdminLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "voiceroom.urls"
@@ -179,6 +190,31 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+
+def _on_off(name: str, default: bool) -> bool:
+    raw = env.str(name, default="on" if default else "off").strip().lower()
+    if raw in ("on", "1", "true", "yes"):
+        return True
+    if raw in ("off", "0", "false", "no"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be on or off, not {raw!r}.")
+
+
+def _rate(name: str, default: str) -> str:
+    value = env.str(name, default=default).strip()
+    if not re.fullmatch(r"[0-9]+/(s|sec|m|min|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"{name} must look like 10/min (per s, min, hour or day).")
+    return value
+
+
+# The throttles of the contract (login, register, join with a room password, the admin's
+# sign-in form): on by default; off only for load tests (voiceroom/throttling.py).
+VOICEROOM_THROTTLES = _on_off("VOICEROOM_THROTTLES", default=True)
+# How many reverse proxies (nginx) stand in front of the nodes: the client address is then
+# taken from X-Forwarded-For that far back, and the header is never trusted at 0
+# (voiceroom.throttling.client_address, for every throttle and the admin's lockout).
+VOICEROOM_TRUSTED_PROXIES = env.int("VOICEROOM_TRUSTED_PROXIES", default=0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -187,7 +223,14 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "voiceroom.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
-        "login": env.str("VOICEROOM_LOGIN_THROTTLE", default="10/min"),
+        # Per client address, every attempt (login and WeChat sign-in share it).
+        "login": _rate("VOICEROOM_LOGIN_THROTTLE", "10/min"),
+        # Per client address, every attempt.
+        "register": _rate("VOICEROOM_REGISTER_THROTTLE", "20/hour"),
+        # Joining a private room: wrong passwords per user and room...
+        "join_password": _rate("VOICEROOM_JOIN_PASSWORD_THROTTLE", "10/hour"),
+        # ...and every password checked, per client address.
+        "join_password_address": _rate("VOICEROOM_JOIN_PASSWORD_ADDRESS_THROTTLE", "60/hour"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_PARSER_CLASSES": [
@@ -195,10 +238,24 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    # How many reverse proxies (nginx) stand in front of the nodes: throttling then takes
-    # the client address from X-Forwarded-For that far back, and never trusts it at 0.
-    "NUM_PROXIES": env.int("VOICEROOM_TRUSTED_PROXIES", default=0),
+    # The same rule as voiceroom.throttling.client_address, for any DRF throttle.
+    "NUM_PROXIES": VOICEROOM_TRUSTED_PROXIES,
 }
+
+# The admin's sign-in form (django-axes, voiceroom/adminlock.py): after this many failed
+# sign-ins from one client address, that address is locked out for the cool-off; every
+# attempt while locked out starts it again. Counts are in the database (axes' tables).
+AXES_ENABLED = VOICEROOM_THROTTLES
+AXES_FAILURE_LIMIT = env.int("VOICEROOM_ADMIN_LOGIN_FAILURES", default=5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("VOICEROOM_ADMIN_LOCKOUT_S", default=900))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "voiceroom.throttling.client_address"
+AXES_LOCKOUT_CALLABLE = "voiceroom.adminlock.lockout_response"
+AXES_ONLY_ADMIN_SITE = True
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# Never stored in axes' records in clear (the password always is masked).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "voiceroom API",

@@ -1,9 +1,9 @@
 import pytest
 from rest_framework.test import APIClient
-from rest_framework.throttling import ScopedRateThrottle
 
 from accounts.models import User
 from tests.factories import PASSWORD, UserFactory, token_for
+from tests.throttling import set_rates
 
 pytestmark = pytest.mark.django_db
 
@@ -148,8 +148,8 @@ def test_login_missing_fields_is_invalid():
     assert "password" in body["fields"]
 
 
-def test_login_is_throttled(monkeypatch):
-    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"login": "3/min"})
+def test_login_is_throttled(settings):
+    set_rates(settings, login="3/min")
     UserFactory(username="alice")
     client = APIClient()
     wrong = {"username": "alice", "password": "guess"}
@@ -215,10 +215,10 @@ def test_auth_paths_also_answer_with_a_trailing_slash():
     assert authed(token_for(user)).get("/api/auth/me/").status_code == 200
 
 
-def test_a_forged_forwarded_for_does_not_escape_the_login_throttle(monkeypatch, settings):
+def test_a_forged_forwarded_for_does_not_escape_the_login_throttle(settings):
     # No trusted proxy (VOICEROOM_TRUSTED_PROXIES=0): X-Forwarded-For is the client's word.
-    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"login": "2/min"})
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 0}
+    set_rates(settings, login="2/min")
+    settings.VOICEROOM_TRUSTED_PROXIES = 0
     UserFactory(username="alice")
     wrong = {"username": "alice", "password": "guess"}
     for i in range(2):
@@ -228,9 +228,9 @@ def test_a_forged_forwarded_for_does_not_escape_the_login_throttle(monkeypatch, 
     assert_error(client.post("/api/auth/login", wrong, format="json"), 429, "throttled")
 
 
-def test_behind_one_trusted_proxy_each_client_address_has_its_own_budget(monkeypatch, settings):
-    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"login": "2/min"})
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+def test_behind_one_trusted_proxy_each_client_address_has_its_own_budget(settings):
+    set_rates(settings, login="2/min")
+    settings.VOICEROOM_TRUSTED_PROXIES = 1
     UserFactory(username="alice")
     wrong = {"username": "alice", "password": "guess"}
     first = APIClient(HTTP_X_FORWARDED_FOR="198.51.100.1")

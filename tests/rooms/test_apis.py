@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from rooms import events, presence, services
 from rooms.models import Membership, ModerationAction, Room
-from tests.factories import RoomFactory, UserFactory, token_for
+from tests.factories import RoomFactory, UserFactory, operator, token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -89,7 +89,7 @@ def owner(room):
 
 @pytest.fixture
 def staff():
-    return UserFactory(is_staff=True)
+    return operator()
 
 
 @pytest.fixture

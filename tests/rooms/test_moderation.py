@@ -12,7 +12,7 @@ from django.db import connection
 
 from rooms import events, presence, selectors, services
 from rooms.models import Membership, ModerationAction, SeatRequest
-from tests.factories import RoomFactory, UserFactory
+from tests.factories import RoomFactory, UserFactory, operator
 from voiceroom.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
@@ -247,7 +247,7 @@ def test_mute_all_mutes_everyone_but_moderators_with_one_audit_row(sent):
 def test_mute_all_is_for_owner_admin_and_staff():
     room = RoomFactory()
     member, other = join(room), join(room)
-    staff = UserFactory(is_staff=True)
+    staff = operator()
     with refused("forbidden"):
         services.room_mute_all(room=room, actor=member, muted=True)
     with refused("forbidden"):
@@ -370,7 +370,7 @@ def test_only_moderators_accept_or_refuse_and_list():
     with refused("forbidden"):
         selectors.seat_request_list_visible(room=room, viewer=member)
     assert len(selectors.seat_request_list_visible(room=room, viewer=room.owner)) == 1
-    staff = UserFactory(is_staff=True)
+    staff = operator()
     services.seat_request_accept(room=room, actor=staff, user_id=listener.pk)
     assert membership(room, listener).seat == 0
 
@@ -489,7 +489,7 @@ def test_role_rules_for_every_act(act, actor_kind, target_kind):
     room = RoomFactory(seat_count=4)
     people = {
         "owner": room.owner,
-        "staff": UserFactory(is_staff=True),
+        "staff": operator(),
         "admin": admin_of(room),
         "member": join(room),
         "outsider": UserFactory(),

@@ -1,7 +1,7 @@
 import pytest
 
 from rooms import presence, selectors, services
-from tests.factories import RoomFactory, UserFactory
+from tests.factories import RoomFactory, UserFactory, operator
 from voiceroom.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +61,7 @@ def test_member_list_visible_to_active_members_and_staff_only():
     services.member_leave(room=room, user=left)
 
     assert len(selectors.member_list_visible(room=room, viewer=member)) == 2
-    staff = UserFactory(is_staff=True)
+    staff = operator()
     assert len(selectors.member_list_visible(room=room, viewer=staff)) == 2
     for outsider in (left, UserFactory()):
         with pytest.raises(ApplicationError) as caught:

@@ -6,7 +6,7 @@ from django.core import signing
 
 from rooms import presence, services
 from rooms.models import Membership, ModerationAction, Room, Seat
-from tests.factories import RoomFactory, UserFactory
+from tests.factories import RoomFactory, UserFactory, operator
 from voiceroom.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
@@ -117,7 +117,7 @@ def test_room_update_shrinking_seats_unseats_members_beyond():
 def test_room_update_allowed_to_admin_and_staff_not_to_member():
     room = RoomFactory()
     admin, member = admin_of(room), join(room)
-    staff = UserFactory(is_staff=True)
+    staff = operator()
 
     services.room_update(room=room, actor=admin, topic="by admin")
     services.room_update(room=room, actor=staff, topic="by staff")
@@ -171,7 +171,7 @@ def test_room_close_and_open_are_for_owner_and_staff_only():
 
     with refused("forbidden"):
         services.room_close(room=room, actor=admin)
-    services.room_close(room=room, actor=UserFactory(is_staff=True))
+    services.room_close(room=room, actor=operator())
     with refused("forbidden"):
         services.room_open(room=room, actor=admin)
 
@@ -201,7 +201,7 @@ def test_join_private_room_needs_the_password_except_owner_and_staff():
     with refused("bad_password"):
         services.member_join(room=room, user=UserFactory(), password="wrong")
     services.member_join(room=room, user=UserFactory(), password="pw")
-    services.member_join(room=room, user=UserFactory(is_staff=True))
+    services.member_join(room=room, user=operator())
     services.member_join(room=room, user=room.owner)
 
     assert Membership.objects.filter(room=room, active=True).count() == 3
@@ -295,7 +295,7 @@ def test_mute_and_unmute_are_audited_once_per_change():
 def test_moderation_rules_owner_untouchable_admin_not_on_admin_member_not_at_all():
     room = RoomFactory()
     admin, other_admin, member = admin_of(room), admin_of(room), join(room)
-    staff = UserFactory(is_staff=True)
+    staff = operator()
 
     for actor in (admin, staff):
         with refused("forbidden"):
@@ -360,9 +360,7 @@ def test_set_role_by_owner_or_staff_is_audited():
 
     services.member_set_role(room=room, actor=room.owner, user_id=user.pk, role="admin")
     assert membership(room, user).role == "admin"
-    services.member_set_role(
-        room=room, actor=UserFactory(is_staff=True), user_id=user.pk, role="member"
-    )
+    services.member_set_role(room=room, actor=operator(), user_id=user.pk, role="member")
     assert membership(room, user).role == "member"
     with refused("forbidden"):
         services.member_set_role(room=room, actor=admin, user_id=user.pk, role="admin")
