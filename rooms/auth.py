@@ -33,6 +33,7 @@ class SocketAuth:
     user_id: int | None
     method: str  # "ticket" | "token" | "resume" | "none" | "unavailable"
     resume_session: str | None = None
+    resume_token: str | None = None  # used up when the socket attaches (single use)
     error: str = ""
 
 
@@ -75,10 +76,11 @@ def resolve(scope, room_id: int) -> SocketAuth:
         return header_user is None or header_user == user_id
 
     if "resume" in query:
-        found = presence.store().resolve_resume_token(query["resume"][:200])
+        token = query["resume"][:200]
+        found = presence.store().resolve_resume_token(token)
         if found is None or found[0] != room_id or not agrees(found[1]):
-            return SocketAuth(None, "resume", error="unknown or expired resume token")
-        return SocketAuth(found[1], "resume", resume_session=found[2])
+            return SocketAuth(None, "resume", error="unknown, used or expired resume token")
+        return SocketAuth(found[1], "resume", resume_session=found[2], resume_token=token)
     if "ticket" in query:
         user_id = services.ticket_redeem(
             ticket=query["ticket"][:1000], room_id=room_id, user_id=header_user
