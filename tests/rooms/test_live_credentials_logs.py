@@ -5,12 +5,19 @@ Each node runs as documented (README "Running a node by hand": uvicorn logs at i
 its access log; daphne at its default verbosity, with its access log on stdout), and
 once more with everything on (uvicorn --log-level trace, daphne -v 2). Sockets open with
 `?ticket=`, `?resume=` and the Token header; a plain GET carries both in its query string.
+The nginx of docker/ is checked the same way, with its configuration as shipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,7 +27,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.live import Api, Node, base_env
+from tests.live import ROOT, Api, Node, base_env, free_port
 
 pytestmark = [pytest.mark.processes]
 
@@ -110,3 +117,96 @@ async def test_no_ticket_resume_token_or_api_token_in_the_node_output(logged_nod
         assert f'"WebSocket /ws/rooms/{room["id"]}/?resume=[redacted]" [accepted]' in output
     else:
         assert f'"WSCONNECT /ws/rooms/{room["id"]}/"' in output
+
+
+NGINX = "/usr/sbin/nginx"
+
+
+def nginx_in_front_of(node: Node, folder: Path) -> tuple[subprocess.Popen, int]:
+    """docker/nginx.conf as shipped, pointed at `node` and at files in `folder`."""
+    port = free_port()
+    conf = (ROOT / "docker" / "nginx.conf").read_text()
+    conf, upstreams = re.subn(
+        r"server app1:8000[^;]*;\s*server app2:8000[^;]*;", f"server 127.0.0.1:{node.port};", conf
+    )
+    replaced = {
+        "listen 80 default_server;": f"listen 127.0.0.1:{port} default_server;",
+        "access_log /dev/stdout main;": f"access_log {folder}/access.log main;",
+        "error_log /dev/stderr warn;": f"error_log {folder}/error.log warn;",
+    }
+    for old, new in replaced.items():
+        assert old in conf, f"docker/nginx.conf changed: {old!r} not found"
+        conf = conf.replace(old, new)
+    assert upstreams == 1, "docker/nginx.conf changed: its upstream servers not found"
+    (folder / "nginx.conf").write_text(conf)
+    proc = subprocess.Popen(
+        [
+            NGINX,
+            "-p",
+            str(folder),
+            "-c",
+            str(folder / "nginx.conf"),
+            "-g",
+            f"daemon off; pid {folder}/nginx.pid; error_log {folder}/main-error.log;",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc, port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError((folder / "main-error.log").read_text()) from None
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def behind_nginx(live_db, tmp_path):
+    if not os.access(NGINX, os.X_OK):
+        reason = f"needs {NGINX} (apt-get install nginx)"
+        if os.environ.get("VOICEROOM_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"VOICEROOM_REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    kind, args = CONFIGS["uvicorn"]
+    node = Node(kind, base_env(DATABASE_URL=live_db), args=args).start()
+    tmp_path.chmod(0o755)  # nginx's workers run as another user when started as root
+    proc, port = nginx_in_front_of(node, tmp_path)
+    yield node, port, tmp_path
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(10)
+    node.stop()
+    node.discard_log()
+
+
+async def test_nginx_logs_no_credential_either(behind_nginx):
+    node, port, folder = behind_nginx
+    base = f"http://127.0.0.1:{port}"
+    owner, _ = await asyncio.to_thread(Api.user, base)
+    guest, user = await asyncio.to_thread(Api.user, base)
+    room = await asyncio.to_thread(owner.ok, "POST", "/api/rooms/", {"name": "nginx"})
+    await asyncio.to_thread(owner.ok, "POST", f"/api/rooms/{room['id']}/join", {})
+    ticket = (await asyncio.to_thread(guest.ok, "POST", f"/api/rooms/{room['id']}/join", {}))[
+        "ticket"
+    ]
+    path = f"ws://127.0.0.1:{port}/ws/rooms/{room['id']}/"
+    header = {"Authorization": f"Token {owner.token}"}
+    async with ws_connect(path, additional_headers=header) as watcher:
+        await welcome_of(watcher)
+        async with ws_connect(f"{path}?ticket={quote(ticket, safe='')}") as ws:
+            first = (await welcome_of(ws))["session"]["resume_token"]
+        await dropped(watcher, user["id"])
+        async with ws_connect(f"{path}?resume={first}") as ws:
+            await welcome_of(ws)
+    assert (await asyncio.to_thread(owner.call, "GET", "/api/rooms/?page=1"))[0] == 200
+    await asyncio.sleep(0.2)  # nginx writes a socket's line when it closes
+
+    log = (folder / "access.log").read_text()
+    for secret in (ticket, quote(ticket, safe=""), ticket.rsplit(":", 1)[-1], first):
+        assert secret not in log, log
+    assert f'"GET /ws/rooms/{room["id"]}/?[redacted] HTTP/1.1" 101' in log, log
+    assert '"GET /api/rooms/?page=1 HTTP/1.1" 200' in log, log  # other queries stay
