@@ -2,7 +2,8 @@
 
 - `?ticket=` from REST join/ticket: signed, single use, short-lived, bound to the room;
 - `Authorization: Token <key>` header (the mini-program's wx.connectSocket sends headers);
-- `?resume=` from an earlier `welcome`: bound to user, room and session.
+- `?resume=` from the latest `welcome`: bound to user, room and session, single use, and
+  only while the session is in its resume window (used up in `participant_connect`).
 
 The middleware only resolves credentials into `scope["voiceroom_auth"]`; the consumer
 accepts the handshake first and then closes with the documented code, so every client
