@@ -2,7 +2,8 @@
 
 - `?ticket=` from REST join/ticket: signed, single use, short-lived, bound to the room;
 - `Authorization: Token <key>` header (the mini-program's wx.connectSocket sends headers);
-- `?resume=` from an earlier `welcome`: bound to user, room and session.
+- `?resume=` from the latest `welcome`: bound to user, room and session, single use, and
+  only while the session is in its resume window (used up in `participant_connect`).
 
 The middleware only resolves credentials into `scope["voiceroom_auth"]`; the consumer
 accepts the handshake first and then closes with the documented code, so every client
@@ -33,6 +34,7 @@ class SocketAuth:
     user_id: int | None
     method: str  # "ticket" | "token" | "resume" | "none" | "unavailable"
     resume_session: str | None = None
+    resume_token: str | None = None  # used up when the socket attaches (single use)
     error: str = ""
     # The user's credentials epoch the ticket or Token was issued under (None for a
     # resume token): participant_connect refuses it once the user's has moved on.
@@ -76,10 +78,11 @@ def resolve(scope, room_id: int) -> SocketAuth:
         return header_user is None or header_user.pk == user_id
 
     if "resume" in query:
-        found = presence.store().resolve_resume_token(query["resume"][:200])
+        token = query["resume"][:200]
+        found = presence.store().resolve_resume_token(token)
         if found is None or found[0] != room_id or not agrees(found[1]):
-            return SocketAuth(None, "resume", error="unknown or expired resume token")
-        return SocketAuth(found[1], "resume", resume_session=found[2])
+            return SocketAuth(None, "resume", error="unknown, used or expired resume token")
+        return SocketAuth(found[1], "resume", resume_session=found[2], resume_token=token)
     if "ticket" in query:
         found = services.ticket_redeem(
             ticket=query["ticket"][:1000],

@@ -177,6 +177,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             room_id=self.room_id,
             user_id=auth.user_id,
             resume_session=auth.resume_session,
+            resume_token=auth.resume_token,
             node=NODE_ID,
             channel=self.channel_name,
             credentials_epoch=auth.epoch,

@@ -7,8 +7,11 @@ One module, two stores behind one interface:
 
 A *session* is one stay of a user in a room: it starts when a socket connects without a
 live session, survives disconnects for `resume_window_s`, and ends on a clean leave, a
-kick, a ban, or when the window runs out. Its resume token is unguessable and bound to
-(room, user, session).
+kick, a ban, or when the window runs out. Its resume token is unguessable, bound to
+(room, user, session), and single use: every attach (a fresh socket, a resume, a socket
+that takes over) issues a new one and kills the one before, and a token is redeemed only
+while its session is in the resume window (never to take over a connected socket). So a
+token that leaked (a log, a shoulder) is worth nothing once its owner used or replaced it.
 
 The API is synchronous: services call it from their worker thread; the voice path never
 calls it.
@@ -25,6 +28,7 @@ import uuid
 from typing import Protocol
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 
 @dataclasses.dataclass
@@ -43,8 +47,9 @@ class Session:
     # or its node died): the next socket then jumps ahead by SEQ_GAP so the sequence
     # never goes backwards.
     seq_stale: bool = False
-    # time.time() when `resume_token` was issued: a token issued before its user's
-    # credentials were revoked (sign-out, password change, deactivation) is refused.
+    # time.time() when `resume_token` was issued (each attach issues a new one): the
+    # revocation checks refuse a token issued before the user's logout or password
+    # change. 0.0 for a session written by a node that predates the field.
     token_issued_at: float = 0.0
 
     def dumps(self) -> str:
@@ -55,6 +60,21 @@ class Session:
         return cls(**json.loads(raw))
 
 
+class ResumeRefused(Exception):
+    """A resume token that cannot be redeemed: not its session's latest token (used, or
+    superseded by a newer socket), its session connected right now, or its window closed."""
+
+
+def _redeemable(session: Session | None, token: str, now: float) -> bool:
+    return (
+        session is not None
+        and secrets.compare_digest(session.resume_token, token)
+        and not session.connected
+        and session.deadline is not None
+        and session.deadline > now
+    )
+
+
 @dataclasses.dataclass
 class AttachResult:
     session: Session
@@ -63,8 +83,19 @@ class AttachResult:
 
 class Store(Protocol):
     def attach(
-        self, room_id: int, user_id: int, *, node: str, channel: str, resume: bool
-    ) -> AttachResult: ...
+        self,
+        room_id: int,
+        user_id: int,
+        *,
+        node: str,
+        channel: str,
+        resume_token: str | None = None,
+    ) -> AttachResult:
+        """Attach a socket to the user's session (a new one if none), with a new resume
+        token. With `resume_token`, redeem it first, atomically: raises ResumeRefused
+        unless it is the session's latest token and the session is in its window."""
+        ...
+
     def detach(self, room_id: int, user_id: int, channel: str, *, seq: int) -> Session | None: ...
     def remove(
         self, room_id: int, user_id: int, session_id: str | None = None
@@ -73,7 +104,11 @@ class Store(Protocol):
     def sessions(self, room_id: int) -> list[Session]: ...
     def counts(self, room_ids: list[int]) -> dict[int, int]: ...
     def update(self, room_id: int, user_id: int, session_id: str, **fields) -> Session | None: ...
-    def resolve_resume_token(self, token: str) -> tuple[int, int, str] | None: ...
+    def resolve_resume_token(self, token: str) -> tuple[int, int, str] | None:
+        """(room, user, session) of a token that is redeemable now, else None (a lookup:
+        `attach` is where the token is used up)."""
+        ...
+
     def pop_expired(self, now: float) -> list[tuple[int, int, str]]: ...
     def heartbeat(self, node: str, now: float) -> bool: ...
     def claim_dead_nodes(self, now: float, dead_after: float) -> list[str]: ...
@@ -90,12 +125,17 @@ def _window() -> float:
     return float(settings.VOICEROOM_RESUME_WINDOW_S)
 
 
+def _new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
 def _new_session(room_id: int, user_id: int, node: str, channel: str) -> Session:
     return Session(
         room_id=room_id,
         user_id=user_id,
         session_id=uuid.uuid4().hex,
-        resume_token=secrets.token_urlsafe(32),
+        resume_token=_new_token(),
+        token_issued_at=time.time(),
         node=node,
         channel=channel,
         token_issued_at=time.time(),
@@ -109,7 +149,8 @@ MINE_GRACE_S = 60.0  # a socket attached this recently may still be opening (Red
 def _carry(
     previous: Session | None, room_id: int, user_id: int, node: str, channel: str
 ) -> Session:
-    """The session a new socket gets: the previous one's identity and state, or a fresh one."""
+    """The session a new socket gets: the previous one's identity and state, or a fresh
+    one; either way with a resume token never handed out before."""
     if previous is None:
         return _new_session(room_id, user_id, node, channel)
     seq = previous.seq
@@ -117,6 +158,8 @@ def _carry(
         seq += SEQ_GAP
     return dataclasses.replace(
         previous,
+        resume_token=_new_token(),
+        token_issued_at=time.time(),
         node=node,
         channel=channel,
         connected=True,
@@ -134,10 +177,14 @@ class LocalStore:
         self._rooms: dict[int, dict[int, Session]] = {}
         self._tokens: dict[str, tuple[int, int, str]] = {}
 
-    def attach(self, room_id, user_id, *, node, channel, resume):
+    def attach(self, room_id, user_id, *, node, channel, resume_token=None):
         with self._lock:
             previous = self._rooms.get(room_id, {}).get(user_id)
+            if resume_token is not None and not _redeemable(previous, resume_token, time.time()):
+                raise ResumeRefused
             session = _carry(previous, room_id, user_id, node, channel)
+            if previous is not None:
+                self._tokens.pop(previous.resume_token, None)
             self._rooms.setdefault(room_id, {})[user_id] = session
             self._tokens[session.resume_token] = (room_id, user_id, session.session_id)
             return AttachResult(session=dataclasses.replace(session), previous=previous)
@@ -195,7 +242,7 @@ class LocalStore:
             session = self._rooms.get(room_id, {}).get(user_id)
             if session is None or session.session_id != session_id:
                 return None
-            return found
+            return found if _redeemable(session, token, time.time()) else None
 
     def pop_expired(self, now):
         expired = []
@@ -234,12 +281,32 @@ class LocalStore:
             self._tokens.clear()
 
 
-# KEYS[1] room hash, ARGV: user, session json, token key prefix
+# Attach = compare-and-set of the whole session. KEYS: room hash, the replaced session's
+# token key (the new one's when there is none), the new token key, the deadlines zset.
+# ARGV: user, the session json exactly as read ('' = none), the new json, the new token's
+# value "room:user:session". Writes only if the session is still byte for byte the one
+# the caller read and checked, so of two nodes redeeming one token exactly one wins; the
+# replaced token dies in the same step.
 _ATTACH = """
-local previous = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return previous
+local current = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+if current ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if KEYS[2] ~= KEYS[3] then redis.call('DEL', KEYS[2]) end
+redis.call('SET', KEYS[3], ARGV[4])
+redis.call('ZREM', KEYS[4], ARGV[4])
+return 1
 """
+
+# Compare-and-set of the whole session json. KEYS[1] room hash; ARGV: user, json as read,
+# new json.
+_SWAP = """
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+# Optimistic retries before giving up (as a Redis error: the socket closes 4503).
+_CAS_TRIES = 20
 
 # Compare the stored session's id (ARGV[2]) and socket channel (ARGV[4]), each only when
 # given, then write the new value (or delete when ARGV[3] == '').
@@ -263,7 +330,8 @@ class RedisStore:
 
     Keys (prefix `vr:` by default):
       p:{room}            hash user_id -> Session json
-      rt:{token}          "room:user:session" (expires with the resume window once detached)
+      rt:{token}          "room:user:session" of the session's latest token only (deleted
+                          when redeemed or replaced; expires with the window once detached)
       deadlines           zset "room:user:session" -> window end
       nodes               hash node -> last heartbeat
       n:{node}            set "room:user" attached through that node
@@ -282,27 +350,32 @@ class RedisStore:
         self._mine: dict[str, tuple[float, Session]] = {}  # channel -> (attached at, session)
         self._mine_lock = threading.Lock()
         self._attach = self.r.register_script(_ATTACH)
+        self._swap = self.r.register_script(_SWAP)
         self._cas = self.r.register_script(_CAS)
 
     def _room(self, room_id: int) -> str:
         return f"{self.p}p:{room_id}"
 
-    def attach(self, room_id, user_id, *, node, channel, resume):
-        existing = self.get(room_id, user_id)
-        session = _carry(existing, room_id, user_id, node, channel)
-        raw = self._attach(keys=[self._room(room_id)], args=[user_id, session.dumps()])
-        previous = Session.loads(raw) if raw else None
-        if (
-            previous is not None
-            and existing is not None
-            and previous.session_id != existing.session_id
-        ):
-            # Another node replaced it in between: carry the newest one instead.
+    def attach(self, room_id, user_id, *, node, channel, resume_token=None):
+        room_key = self._room(room_id)
+        for _ in range(_CAS_TRIES):
+            raw = self.r.hget(room_key, user_id)
+            previous = Session.loads(raw) if raw else None
+            if resume_token is not None and not _redeemable(previous, resume_token, time.time()):
+                raise ResumeRefused
             session = _carry(previous, room_id, user_id, node, channel)
-            self.r.hset(self._room(room_id), user_id, session.dumps())
+            new_key = f"{self.p}rt:{session.resume_token}"
+            old_key = f"{self.p}rt:{previous.resume_token}" if previous else new_key
+            member = f"{room_id}:{user_id}:{session.session_id}"
+            if self._attach(
+                keys=[room_key, old_key, new_key, f"{self.p}deadlines"],
+                args=[user_id, raw or "", session.dumps(), member],
+            ):
+                break
+            # Changed since read (another socket, a detach, a save): check it again.
+        else:
+            raise RedisError("presence kept changing under attach")
         pipe = self.r.pipeline()
-        pipe.set(f"{self.p}rt:{session.resume_token}", f"{room_id}:{user_id}:{session.session_id}")
-        pipe.zrem(f"{self.p}deadlines", f"{room_id}:{user_id}:{session.session_id}")
         if previous is not None and previous.node != node:
             pipe.srem(f"{self.p}n:{previous.node}", f"{room_id}:{user_id}")
         pipe.sadd(f"{self.p}n:{node}", f"{room_id}:{user_id}")
@@ -386,19 +459,24 @@ class RedisStore:
         return dict(zip(room_ids, pipe.execute(), strict=True))
 
     def update(self, room_id, user_id, session_id, **fields):
-        current = self.get(room_id, user_id)
-        if current is None or current.session_id != session_id:
-            return None
-        updated = dataclasses.replace(current, **fields)
-        done = self._cas(
-            keys=[self._room(room_id)], args=[user_id, session_id, updated.dumps(), ""]
-        )
-        if done:
-            with self._mine_lock:
-                if updated.channel in self._mine:
-                    since = self._mine[updated.channel][0]
-                    self._mine[updated.channel] = (since, dataclasses.replace(updated))
-        return updated if done else None
+        # A compare-and-set of the whole json, so an update never writes back a channel
+        # or resume token that a newer socket replaced meanwhile.
+        room_key = self._room(room_id)
+        for _ in range(_CAS_TRIES):
+            raw = self.r.hget(room_key, user_id)
+            current = Session.loads(raw) if raw else None
+            if current is None or current.session_id != session_id:
+                return None
+            updated = dataclasses.replace(current, **fields)
+            if self._swap(keys=[room_key], args=[user_id, raw, updated.dumps()]):
+                break
+        else:
+            raise RedisError("presence kept changing under update")
+        with self._mine_lock:
+            if updated.channel in self._mine:
+                since = self._mine[updated.channel][0]
+                self._mine[updated.channel] = (since, dataclasses.replace(updated))
+        return updated
 
     def resolve_resume_token(self, token):
         raw = self.r.get(f"{self.p}rt:{token}")
@@ -407,6 +485,8 @@ class RedisStore:
         room_id, user_id, session_id = raw.decode().split(":")
         current = self.get(int(room_id), int(user_id))
         if current is None or current.session_id != session_id:
+            return None
+        if not _redeemable(current, token, time.time()):
             return None
         return int(room_id), int(user_id), session_id
 

@@ -546,11 +546,14 @@ def participant_connect(
     node: str,
     channel: str,
     credentials_epoch: float | None = None,
+    resume_token: str | None = None,
 ) -> ConnectResult:
     """Admit a socket to a room, or say which close code refuses it.
 
     A member with a live or resumable session keeps it (seat, mutes, voice sequence);
-    a live older socket is replaced (the consumer closes it with 4012).
+    a live older socket is replaced (the consumer closes it with 4012), but never by a
+    resume token: `resume_token` is used up here, and only while its session is in the
+    resume window. Every welcome carries a new resume token.
     `credentials_epoch`: the one the ticket or API token was issued under (None for a
     resume token, whose issue time is compared with the revocation time instead).
     """
@@ -584,9 +587,12 @@ def participant_connect(
         return ConnectResult(close_code=CLOSE_AUTH, reason="credentials revoked")
     if existing is None and store.counts([room.pk])[room.pk] >= room.capacity:
         return ConnectResult(close_code=CLOSE_FULL, reason="room full")
-    attached = store.attach(
-        room.pk, user_id, node=node, channel=channel, resume=resume_session is not None
-    )
+    try:
+        attached = store.attach(
+            room.pk, user_id, node=node, channel=channel, resume_token=resume_token
+        )
+    except presence.ResumeRefused:
+        return ConnectResult(close_code=CLOSE_AUTH, reason="resume token used or not redeemable")
     participant = selectors.participant_dict(membership, attached.session)
     if attached.previous is None:
         events.participant_joined(room.pk, participant)

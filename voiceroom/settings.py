@@ -301,13 +301,24 @@ VOICEROOM_MAX_SOCKETS_PER_ADDRESS = env.int("VOICEROOM_MAX_SOCKETS_PER_ADDRESS",
 # this many seconds of connecting (slow or silent clients, slowloris).
 VOICEROOM_HANDSHAKE_TIMEOUT_S = env.float("VOICEROOM_HANDSHAKE_TIMEOUT_S", default=10.0)
 
+# Credentials in URLs (?ticket=, ?resume=) never reach a log line: the filter redacts
+# them, and LOGGING_CONFIG puts it on the servers' own handlers and daphne's access log
+# too (voiceroom/logfilters.py).
+LOGGING_CONFIG = "voiceroom.logfilters.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"credentials": {"()": "voiceroom.logfilters.RedactCredentials"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["credentials"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

@@ -28,7 +28,7 @@ def make_user(username: str) -> User:
 
 def connect(room: Room, user: User) -> None:
     """Make the user count as online in the room, as a socket would."""
-    presence.store().attach(room.pk, user.pk, node="test-node", channel=f"c{user.pk}", resume=False)
+    presence.store().attach(room.pk, user.pk, node="test-node", channel=f"c{user.pk}")
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ def admin_of(room):
 
 
 def connect(room, user, channel: str = "c"):
-    return presence.store().attach(room.pk, user.pk, node="n", channel=channel, resume=False)
+    return presence.store().attach(room.pk, user.pk, node="n", channel=channel)
 
 
 def membership(room, user) -> Membership:

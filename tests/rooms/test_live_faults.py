@@ -314,7 +314,8 @@ async def test_redis_stopped_and_restarted_mid_room(kind, private_redis, live_db
     report("presence restored", await until(three_online, 10, "online_count 3 on both nodes"))
     report("everything back after restart", time.monotonic() - back)
 
-    # A member whose socket drops now resumes, on the other node, with its old token.
+    # A member whose socket drops now resumes, on the other node, with the token of its
+    # last welcome (put back with its session).
     c.ws.transport.abort()
     await a.event(
         "participant.updated",
@@ -656,11 +657,20 @@ async def test_a_node_restarted_on_its_port_gets_its_clients_back(
         assert b.ws.close_code == c.ws.close_code == expected[how]
         n2.start()
         report(f"{kind} node back after {how.name}", time.monotonic() - stopping)
+        # A resume token never takes over a session that is still connected: resume once
+        # the room sees them gone (at once after SIGTERM; after SIGKILL when n1 has
+        # declared the old process dead).
+        away: set[int] = set()
+        while away != {ub["id"], uc["id"]}:
+            gone = await a.event(
+                "participant.updated", 10, where=lambda e: not e["participant"]["connected"]
+            )
+            away.add(gone["participant"]["user_id"])
         b2 = await connect(n2, api_b, ub, rid, query=f"resume={b.token}")
         c2 = await connect(n2, api_c, uc, rid, query=f"resume={c.token}")
         assert b2.welcome["resumed"] is True and c2.welcome["resumed"] is True
         assert b2.welcome["you"]["seat"] == 1 and c2.welcome["you"]["seat"] is None
-        assert b2.token == b.token
+        assert b2.token != b.token  # single use: every welcome brings a new one
         seats = {s["index"]: s["user_id"] for s in b2.welcome["seats"]}
         assert seats[0] == ua["id"] and seats[1] == ub["id"]
         report(f"{kind} clients resumed after {how.name}", time.monotonic() - stopping)

@@ -34,7 +34,7 @@ def admin_of(room):
 
 def online(room, *users):
     for user in users:
-        presence.store().attach(room.pk, user.pk, node="n", channel=f"c{user.pk}", resume=False)
+        presence.store().attach(room.pk, user.pk, node="n", channel=f"c{user.pk}")
 
 
 def membership(room, user) -> Membership:

@@ -47,7 +47,7 @@ def test_a_member_who_is_in_the_room_is_not_reaped_however_old_the_row():
     room = services.room_create(owner=owner, name="r")
     member = _user("present")
     membership = services.member_join(room=room, user=member).membership
-    presence.store().attach(room.pk, member.pk, node="n", channel="c", resume=False)
+    presence.store().attach(room.pk, member.pk, node="n", channel="c")
     _age(membership, 600)
     services.members_absent_reap(older_than_s=300)
     membership.refresh_from_db()
@@ -73,7 +73,7 @@ async def _noop(message):
 def test_moved_voice_sequences_are_saved_once_and_continue_after_a_crash():
     owner = _user("owner4")
     room = services.room_create(owner=owner, name="r")
-    attached = presence.store().attach(room.pk, owner.pk, node="n1", channel="chan-1", resume=False)
+    attached = presence.store().attach(room.pk, owner.pk, node="n1", channel="chan-1")
     relay = Relay()
     ep = Endpoint(room_id=room.pk, user_id=owner.pk, send=_noop, channel="chan-1")
     relay.rooms[room.pk] = {owner.pk: ep}
@@ -85,15 +85,15 @@ def test_moved_voice_sequences_are_saved_once_and_continue_after_a_crash():
     assert presence.store().get(room.pk, owner.pk).seq == 42
     # The node dies; the session resumes elsewhere and continues ahead, never behind.
     store = presence.store()
+    token = attached.session.resume_token
     if isinstance(store, presence.LocalStore):
         store.detach(room.pk, owner.pk, "chan-1", seq=42)
-        assert (
-            store.attach(room.pk, owner.pk, node="n2", channel="c2", resume=True).session.seq == 42
-        )
+        resumed = store.attach(room.pk, owner.pk, node="n2", channel="c2", resume_token=token)
+        assert resumed.session.seq == 42
     else:
         store.detach_node("n1")
-        resumed = store.attach(room.pk, owner.pk, node="n2", channel="c2", resume=True).session
-        assert resumed.seq == 42 + presence.SEQ_GAP
+        resumed = store.attach(room.pk, owner.pk, node="n2", channel="c2", resume_token=token)
+        assert resumed.session.seq == 42 + presence.SEQ_GAP
     assert attached.session.session_id == store.get(room.pk, owner.pk).session_id
 
 
@@ -108,16 +108,16 @@ def test_a_node_puts_its_live_sockets_back_when_redis_lost_them(monkeypatch):
     for u in (talker, opening, dropped, kicked):
         services.member_join(room=room, user=u)
     node = presence.NODE_ID
-    talking = store.attach(room.pk, talker.pk, node=node, channel="c-talk", resume=False)
+    talking = store.attach(room.pk, talker.pk, node=node, channel="c-talk")
     store.update(room.pk, talker.pk, talking.session.session_id, self_muted=True)
-    store.attach(room.pk, kicked.pk, node=node, channel="c-kick", resume=False)
+    store.attach(room.pk, kicked.pk, node=node, channel="c-kick")
     assert reaper.tick() is True  # the first beat of this node
     assert reaper.tick() is False
 
     store.r.delete(*store.r.keys(f"{store.p}*"))  # Redis lost everything
-    store.attach(room.pk, opening.pk, node=node, channel="c-open", resume=False)  # opening now
+    store.attach(room.pk, opening.pk, node=node, channel="c-open")  # opening now
     Membership.objects.filter(room=room, user=kicked).update(active=False)  # ended meanwhile
-    store.attach(room.pk, dropped.pk, node=node, channel="c-drop", resume=False)
+    store.attach(room.pk, dropped.pk, node=node, channel="c-drop")
     store._forget("c-drop")  # its socket dropped while Redis could not record it
     sent = []
     monkeypatch.setattr(services.events, "participant_updated", lambda r, p: sent.append(p))
@@ -129,6 +129,8 @@ def test_a_node_puts_its_live_sockets_back_when_redis_lost_them(monkeypatch):
     back = store.get(room.pk, talker.pk)
     assert back.session_id == talking.session.session_id and back.connected and back.self_muted
     assert back.seq == 77
+    # Its resume token (the one its client holds) works again once the socket drops.
+    store.detach(room.pk, talker.pk, "c-talk", seq=77)
     assert store.resolve_resume_token(talking.session.resume_token) == (
         room.pk,
         talker.pk,
@@ -151,9 +153,9 @@ def test_sessions_kept_for_reattach_are_forgotten_once_their_socket_is_gone(monk
     room = services.room_create(owner=owner, name="r")
     member = _user("member6")
     services.member_join(room=room, user=member)
-    store.attach(room.pk, member.pk, node=presence.NODE_ID, channel="c-1", resume=False)
+    store.attach(room.pk, member.pk, node=presence.NODE_ID, channel="c-1")
     store.r.hdel(store._room(room.pk), member.pk)  # kicked through another node
-    store.attach(room.pk, owner.pk, node=presence.NODE_ID, channel="c-2", resume=False)
+    store.attach(room.pk, owner.pk, node=presence.NODE_ID, channel="c-2")
     assert set(store.keep_only({"c-2"})) == {"c-1", "c-2"}  # c-1 might still be opening
     monkeypatch.setattr(presence, "MINE_GRACE_S", -1.0)
     assert set(store.keep_only({"c-2"})) == {"c-2"}

@@ -14,7 +14,7 @@ def join(room, user=None):
 
 
 def connect(room, user, channel="c"):
-    return presence.store().attach(room.pk, user.pk, node="n", channel=channel, resume=False)
+    return presence.store().attach(room.pk, user.pk, node="n", channel=channel)
 
 
 def test_room_get_finds_by_id_or_numeric_string():

@@ -263,7 +263,7 @@ def test_leave_frees_the_seat_and_ends_the_presence():
     room = RoomFactory()
     user = join(room)
     services.seat_take(room=room, user=user, index=2)
-    presence.store().attach(room.pk, user.pk, node="n", channel="c", resume=False)
+    presence.store().attach(room.pk, user.pk, node="n", channel="c")
 
     services.member_leave(room=room, user=user)
 

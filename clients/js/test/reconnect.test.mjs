@@ -61,6 +61,32 @@ test('after a network loss the client resumes: same seat, same state, nobody dou
   assert.equal(heard[0].senderId, guest.user.id);
 });
 
+test('every welcome brings a new single-use token: two losses in a row both resume', live, async () => {
+  const { owner, guest } = await pair();
+  const tickets = [];
+  const realRequest = guest.request.bind(guest);
+  guest.request = (method, path, body) => {
+    if (path.endsWith('/ticket')) tickets.push(path);
+    return realRequest(method, path, body);
+  };
+  const seen = [guest.session.resume_token];
+  for (let i = 0; i < 2; i += 1) {
+    const away = owner.once('participant.updated', {
+      timeoutMs: 5000,
+      where: (e) => e.participant.user_id === guest.user.id && !e.participant.connected,
+    });
+    const welcome = guest.once('welcome', { timeoutMs: 8000 });
+    guest.connection.raw.terminate();
+    await away;
+    const w = await welcome;
+    assert.equal(w.resumed, true);
+    seen.push(w.session.resume_token);
+  }
+  assert.equal(new Set(seen).size, 3);
+  assert.deepEqual(tickets, []);
+  await until(() => owner.participants.get(guest.user.id)?.connected, { what: 'connected again' });
+});
+
 test('a refused resume token falls back to a fresh ticket', live, async () => {
   const { owner, guest } = await pair();
   const tickets = [];

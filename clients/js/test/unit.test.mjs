@@ -153,6 +153,25 @@ test('participants merge by user id through joined, updated, left and a second w
   client.disconnect();
 });
 
+test('each resume uses the token of the latest welcome: tokens are single use', async () => {
+  const { client, transport, tickets } = scriptedClient();
+  const connected = client.connect(5, { ticket: 'first' });
+  serve(transport.last, welcome({ session: { resume_token: 'tok1', resume_window_s: 20 } }));
+  await connected;
+  const tokens = ['tok2', 'tok3', 'tok4'];
+  for (const [i, next] of tokens.entries()) {
+    const resumed = client.once('welcome');
+    transport.last.onclose({ code: 1006, reason: '' });
+    await new Promise((r) => setTimeout(r, 20));
+    assert.match(transport.last.url, new RegExp(`\\?resume=tok${i + 1}$`));
+    serve(transport.last, welcome({ resumed: true, session: { resume_token: next, resume_window_s: 20 } }));
+    await resumed;
+    assert.equal(client.session.resume_token, next);
+  }
+  assert.deepEqual(tickets, []); // never needed a ticket
+  client.disconnect();
+});
+
 test('a refused resume falls back to a fresh ticket at once; final codes stop reconnecting', async () => {
   const { client, transport, tickets } = scriptedClient();
   const connected = client.connect(5, { ticket: 'first' });
