@@ -138,7 +138,6 @@ def _new_session(room_id: int, user_id: int, node: str, channel: str) -> Session
         token_issued_at=time.time(),
         node=node,
         channel=channel,
-        token_issued_at=time.time(),
     )
 
 
