@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from voiceroom.text import INVALID_TEXT_DETAIL, all_utf8_text, is_utf8_text
+
 VOICE_ROOM = 1
 VOICE_WHISPER = 2
 HEADER = struct.Struct(">BII")
@@ -110,17 +112,24 @@ ROOM_ACTIONS = ("mute_all", "unmute_all")
 
 def parse_text_frame(raw: str) -> ClientMessage:
     """Validate a client text frame into a ClientMessage, or raise FrameError."""
-    if (
-        len(raw) > MAX_TEXT_FRAME_BYTES
-        or len(raw.encode("utf-8", "replace")) > MAX_TEXT_FRAME_BYTES
-    ):
-        raise FrameError(
-            "frame_too_large", f"Text frames are limited to {MAX_TEXT_FRAME_BYTES} bytes."
-        )
+    too_large = FrameError(
+        "frame_too_large", f"Text frames are limited to {MAX_TEXT_FRAME_BYTES} bytes."
+    )
+    if len(raw) > MAX_TEXT_FRAME_BYTES:
+        raise too_large
+    if not is_utf8_text(raw):
+        # Only an in-process caller can pass this: servers decode frames from UTF-8.
+        raise FrameError("invalid", INVALID_TEXT_DETAIL)
+    if len(raw.encode("utf-8")) > MAX_TEXT_FRAME_BYTES:
+        raise too_large
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
         raise FrameError("malformed_json", "Text frames must be JSON objects.") from None
+    # A `\uXXXX` escape is the only way JSON text can produce a lone surrogate, so the
+    # walk over the document runs only for frames that hold one.
+    if "\\u" in raw and not all_utf8_text(data):
+        raise FrameError("invalid", INVALID_TEXT_DETAIL)
     if not isinstance(data, dict):
         raise FrameError("malformed_json", "Text frames must be JSON objects.")
     kind = data.get("type")
