@@ -22,6 +22,16 @@ HEADER_SIZE = HEADER.size  # 9
 MAX_VOICE_BYTES = 4096
 MAX_TEXT_FRAME_BYTES = 8192
 MAX_CHAT_CHARS = 500
+# The largest WebSocket message a server reads at all: larger ones close the socket with
+# 1009 before their payload is buffered (uvicorn `--ws-max-size`, daphne through
+# voiceroom/daphne.py; every documented command, checked by tests/voiceroom/
+# test_server_commands.py). The largest frame with a use is a whisper of 500 characters
+# outside the BMP, each a 12-byte JSON escape (`\ud83d\ude00`), to the largest user id:
+# 6044 bytes. Text frames up to MAX_TEXT_FRAME_BYTES are read (room for whitespace,
+# a long ban reason that is cut); voice frames are at most 4096 bytes. 1 KiB more
+# than that, so a client slightly over a limit gets its `frame_too_large` error and
+# keeps its socket, and a node buffers at most 9 KiB per socket, not 16 MiB.
+MAX_MESSAGE_BYTES = MAX_TEXT_FRAME_BYTES + 1024  # 9216
 
 # Voice: 100 frames/s sustained per socket (twice a 50 fps codec), bursts up to 50 more.
 VOICE_RATE, VOICE_BURST = 100.0, 150.0

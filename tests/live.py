@@ -20,6 +20,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from rooms.protocol import MAX_MESSAGE_BYTES
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -31,6 +33,8 @@ def free_port() -> int:
 
 
 def server_command(kind: str, port: int) -> list[str]:
+    """The documented command of each server (README, docs/operations.md); daphne gets
+    its message size limit from voiceroom.asgi (voiceroom/daphne.py)."""
     if kind == "daphne":
         return [
             str(BIN / "daphne"),
@@ -62,6 +66,8 @@ def server_command(kind: str, port: int) -> list[str]:
             "20",
             "--lifespan",
             "off",
+            "--ws-max-size",
+            str(MAX_MESSAGE_BYTES),
             "--log-level",
             "warning",
         ]
