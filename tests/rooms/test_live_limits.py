@@ -123,6 +123,11 @@ async def test_a_message_over_the_limit_closes_1009_unbuffered_and_the_room_goes
     a = await socket_of_a()
     await a.ws.send(b"\x01" * (MAX_MESSAGE_BYTES + 1))
     assert await closed_with(a.ws) == MESSAGE_TOO_BIG
+    # Like any dropped socket: its member is in the resume window, not gone.
+    dropped = await b.event(
+        "participant.updated", where=lambda e: e["participant"]["user_id"] == a.id
+    )
+    assert dropped["participant"]["connected"] is False
     # Many small fragments that add up to more: closed too.
     a = await socket_of_a()
     await a.ws.send([b"\x01" * 1024] * (MAX_MESSAGE_BYTES // 1024 + 1))
