@@ -30,7 +30,7 @@ MAX_CHAT_CHARS = 500
 # 6044 bytes. Text frames up to MAX_TEXT_FRAME_BYTES are read (room for whitespace,
 # a long ban reason that is cut); voice frames are at most 4096 bytes. 1 KiB more
 # than that, so a client slightly over a limit gets its `frame_too_large` error and
-# keeps its socket, and a node buffers at most 9 KiB per socket, not 16 MiB.
+# keeps its socket, and no message a node buffers is over 9 KiB (uvicorn: 16 MiB).
 MAX_MESSAGE_BYTES = MAX_TEXT_FRAME_BYTES + 1024  # 9216
 
 # Voice: 100 frames/s sustained per socket (twice a 50 fps codec), bursts up to 50 more.
