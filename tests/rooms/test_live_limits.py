@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+import sys
 
 import psutil
 import pytest
@@ -23,7 +24,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from rooms.protocol import MAX_MESSAGE_BYTES, MAX_TEXT_FRAME_BYTES, MAX_VOICE_BYTES
-from tests.live import Api, Node, base_env
+from tests.live import Api, Node, base_env, free_port
 from tests.rooms.test_live_nodes import Member, header, join
 
 pytestmark = [pytest.mark.processes]
@@ -150,6 +151,20 @@ async def test_a_message_over_the_limit_closes_1009_unbuffered_and_the_room_goes
     a = await socket_of_a()
     await a.ws.send(json.dumps({"type": "chat", "text": "back"}))
     assert (await b.event("chat"))["text"] == "back"
+
+
+async def test_manage_py_runserver_has_the_limit_too(live_db):
+    """daphne's runserver builds its own Server; it serves voiceroom.asgi as well."""
+    port = free_port()
+    argv = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+    node = Node("runserver", base_env(DATABASE_URL=live_db), port=port, argv=argv).start()
+    try:
+        room, users = await room_with(node, 1)
+        a = await join(node, *users[0], room["id"])
+        await a.ws.send(b"\x01" * (MAX_MESSAGE_BYTES + 1))
+        assert await closed_with(a.ws) == MESSAGE_TOO_BIG
+    finally:
+        node.stop()
 
 
 async def test_a_lone_surrogate_in_chat_is_refused_and_no_socket_or_log_suffers(node):
