@@ -22,8 +22,8 @@ HEADER_SIZE = HEADER.size  # 9
 MAX_VOICE_BYTES = 4096
 MAX_TEXT_FRAME_BYTES = 8192
 MAX_CHAT_CHARS = 500
-# The largest WebSocket message a server reads at all: larger ones close the socket with
-# 1009 before their payload is buffered (uvicorn `--ws-max-size`, daphne through
+# The largest WebSocket message a server takes in: a larger one closes its socket with
+# 1009 before its payload is buffered (uvicorn `--ws-max-size`, daphne through
 # voiceroom/daphne.py; every documented command, checked by tests/voiceroom/
 # test_server_commands.py). The largest frame with a use is a whisper of 500 characters
 # outside the BMP, each a 12-byte JSON escape (`\ud83d\ude00`), to the largest user id:
@@ -120,18 +120,21 @@ MODERATE_ACTIONS = ("mute", "unmute", "kick", "ban", "seat.remove", "mute_all", 
 ROOM_ACTIONS = ("mute_all", "unmute_all")
 
 
-def parse_text_frame(raw: str) -> ClientMessage:
-    """Validate a client text frame into a ClientMessage, or raise FrameError."""
-    too_large = FrameError(
+def _too_large() -> FrameError:
+    return FrameError(
         "frame_too_large", f"Text frames are limited to {MAX_TEXT_FRAME_BYTES} bytes."
     )
+
+
+def parse_text_frame(raw: str) -> ClientMessage:
+    """Validate a client text frame into a ClientMessage, or raise FrameError."""
     if len(raw) > MAX_TEXT_FRAME_BYTES:
-        raise too_large
+        raise _too_large()
     if not is_utf8_text(raw):
         # Only an in-process caller can pass this: servers decode frames from UTF-8.
         raise FrameError("invalid", INVALID_TEXT_DETAIL)
     if len(raw.encode("utf-8")) > MAX_TEXT_FRAME_BYTES:
-        raise too_large
+        raise _too_large()
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
