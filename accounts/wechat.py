@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from voiceroom.errors import ApplicationError, ServiceUnavailable
+from voiceroom.text import is_utf8_text
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +91,10 @@ def code_to_session(*, code: str) -> WechatSession:
         )
     openid = data.get("openid")
     unionid = data.get("unionid")
-    if not isinstance(openid, str) or not openid or len(openid) > 128:
+    # An id that is not UTF-8 text (a lone surrogate escape) could not be stored.
+    if not isinstance(openid, str) or not openid or len(openid) > 128 or not is_utf8_text(openid):
         logger.warning("wechat jscode2session answered without a usable openid")
         raise _unavailable()
-    if not isinstance(unionid, str) or len(unionid) > 128:
+    if not isinstance(unionid, str) or len(unionid) > 128 or not is_utf8_text(unionid):
         unionid = ""
     return WechatSession(openid=openid, unionid=unionid)

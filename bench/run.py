@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from bench import soak
 from bench.loadgen import cpu_model, write_json
+from rooms.protocol import MAX_MESSAGE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -313,7 +314,8 @@ class Runner:
                 "--http", "voiceroom.uvicorn:HttpToolsProtocol",
                 "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
                 "--ws-ping-interval", "20", "--ws-ping-timeout", "20",
-                "--lifespan", "off", "--no-access-log", "--log-level", "warning",
+                "--lifespan", "off", "--ws-max-size", str(MAX_MESSAGE_BYTES),
+                "--no-access-log", "--log-level", "warning",
             ]  # fmt: skip
         if server == "daphne":
             return [

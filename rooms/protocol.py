@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from voiceroom.text import INVALID_TEXT_DETAIL, all_utf8_text, is_utf8_text
+
 VOICE_ROOM = 1
 VOICE_WHISPER = 2
 HEADER = struct.Struct(">BII")
@@ -20,6 +22,16 @@ HEADER_SIZE = HEADER.size  # 9
 MAX_VOICE_BYTES = 4096
 MAX_TEXT_FRAME_BYTES = 8192
 MAX_CHAT_CHARS = 500
+# The largest WebSocket message a server takes in: a larger one closes its socket with
+# 1009 before its payload is buffered (uvicorn `--ws-max-size`, daphne through
+# voiceroom/daphne.py; every documented command, checked by tests/voiceroom/
+# test_server_commands.py). The largest frame with a use is a whisper of 500 characters
+# outside the BMP, each a 12-byte JSON escape (`\ud83d\ude00`), to the largest user id:
+# 6044 bytes. Text frames up to MAX_TEXT_FRAME_BYTES are read (room for whitespace,
+# a long ban reason that is cut); voice frames are at most 4096 bytes. 1 KiB more
+# than that, so a client slightly over a limit gets its `frame_too_large` error and
+# keeps its socket, and no message a node buffers is over 9 KiB (uvicorn: 16 MiB).
+MAX_MESSAGE_BYTES = MAX_TEXT_FRAME_BYTES + 1024  # 9216
 
 # Voice: 100 frames/s sustained per socket (twice a 50 fps codec), bursts up to 50 more.
 VOICE_RATE, VOICE_BURST = 100.0, 150.0
@@ -108,19 +120,29 @@ MODERATE_ACTIONS = ("mute", "unmute", "kick", "ban", "seat.remove", "mute_all", 
 ROOM_ACTIONS = ("mute_all", "unmute_all")
 
 
+def _too_large() -> FrameError:
+    return FrameError(
+        "frame_too_large", f"Text frames are limited to {MAX_TEXT_FRAME_BYTES} bytes."
+    )
+
+
 def parse_text_frame(raw: str) -> ClientMessage:
     """Validate a client text frame into a ClientMessage, or raise FrameError."""
-    if (
-        len(raw) > MAX_TEXT_FRAME_BYTES
-        or len(raw.encode("utf-8", "replace")) > MAX_TEXT_FRAME_BYTES
-    ):
-        raise FrameError(
-            "frame_too_large", f"Text frames are limited to {MAX_TEXT_FRAME_BYTES} bytes."
-        )
+    if len(raw) > MAX_TEXT_FRAME_BYTES:
+        raise _too_large()
+    if not is_utf8_text(raw):
+        # Only an in-process caller can pass this: servers decode frames from UTF-8.
+        raise FrameError("invalid", INVALID_TEXT_DETAIL)
+    if len(raw.encode("utf-8")) > MAX_TEXT_FRAME_BYTES:
+        raise _too_large()
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
         raise FrameError("malformed_json", "Text frames must be JSON objects.") from None
+    # A `\uXXXX` escape is the only way JSON text can produce a lone surrogate, so the
+    # walk over the document runs only for frames that hold one.
+    if "\\u" in raw and not all_utf8_text(data):
+        raise FrameError("invalid", INVALID_TEXT_DETAIL)
     if not isinstance(data, dict):
         raise FrameError("malformed_json", "Text frames must be JSON objects.")
     kind = data.get("type")

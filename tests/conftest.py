@@ -2,7 +2,8 @@
 
 Tests that need MySQL/MariaDB or Redis are marked `mysql` / `redis`. They run when
 DATABASE_URL / REDIS_URL point at those services, are skipped with a visible reason
-otherwise, and FAIL instead of skipping when VOICEROOM_REQUIRE_SERVICES=1.
+otherwise, and FAIL instead of skipping when VOICEROOM_REQUIRE_SERVICES=1. Tests marked
+`nginx` need Debian's /usr/sbin/nginx (apt-get install nginx) and are treated the same.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ def _missing(marker: str) -> str | None:
         return "needs MySQL/MariaDB: set DATABASE_URL=mysql://..."
     if marker == "redis" and not os.environ.get("REDIS_URL"):
         return "needs Redis: set REDIS_URL=redis://..."
+    if marker == "nginx" and not os.access("/usr/sbin/nginx", os.X_OK):
+        return "needs nginx: apt-get install -y nginx"
     return None
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        for marker in ("mysql", "redis"):
+        for marker in ("mysql", "redis", "nginx"):
             if item.get_closest_marker(marker) is None:
                 continue
             reason = _missing(marker)

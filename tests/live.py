@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -20,6 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from rooms.protocol import MAX_MESSAGE_BYTES
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -31,6 +34,8 @@ def free_port() -> int:
 
 
 def server_command(kind: str, port: int) -> list[str]:
+    """The documented command of each server (README, docs/operations.md); daphne gets
+    its message size limit from voiceroom.asgi (voiceroom/daphne.py)."""
     if kind == "daphne":
         return [
             str(BIN / "daphne"),
@@ -62,6 +67,8 @@ def server_command(kind: str, port: int) -> list[str]:
             "20",
             "--lifespan",
             "off",
+            "--ws-max-size",
+            str(MAX_MESSAGE_BYTES),
             "--log-level",
             "warning",
         ]
@@ -92,10 +99,16 @@ class Node:
     """One server process."""
 
     def __init__(
-        self, kind: str, env: dict[str, str], port: int | None = None, args: tuple[str, ...] = ()
+        self,
+        kind: str,
+        env: dict[str, str],
+        port: int | None = None,
+        args: tuple[str, ...] = (),
+        argv: list[str] | None = None,
     ) -> None:
         self.kind = kind
         self.args = args  # appended to the server's command line (later options win)
+        self.argv = argv  # a whole command line instead of server_command()
         self.port = port or free_port()
         self.env = env
         self.log = tempfile.NamedTemporaryFile(
@@ -113,7 +126,7 @@ class Node:
 
     def start(self, timeout: float = 30) -> Node:
         self.proc = subprocess.Popen(
-            [*server_command(self.kind, self.port), *self.args],
+            [*(self.argv or server_command(self.kind, self.port)), *self.args],
             cwd=ROOT,
             env=self.env,
             stdout=self.log,
@@ -396,3 +409,80 @@ class MariaDBServer:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Nginx:
+    """Debian's nginx running the REAL docker/nginx.conf on loopback: the upstream nodes
+    and the listening address substituted, pid and temporary files in `folder`."""
+
+    BINARY = "/usr/sbin/nginx"
+    CONF = ROOT / "docker" / "nginx.conf"
+
+    def __init__(self, upstream: str, folder: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.folder = folder
+        self.upstream = upstream  # "127.0.0.1:PORT" of the node(s)
+        self.log = folder / "nginx.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def render(self) -> str:
+        text = self.CONF.read_text()
+        text, nodes = re.subn(r"server app\d+:8000", f"server {self.upstream}", text)
+        text, listens = re.subn(
+            r"listen 80 default_server;", f"listen 127.0.0.1:{self.port} default_server;", text
+        )
+        if not nodes or listens != 1:
+            raise RuntimeError("docker/nginx.conf changed shape: update tests/live.py Nginx")
+        temp = "".join(
+            f"    {kind}_temp_path {self.folder}/{kind};\n"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        text = text.replace("http {\n", "http {\n" + temp, 1)
+        head = f"pid {self.folder}/nginx.pid;\n"
+        if os.geteuid() == 0:
+            head += f"user {_me()};\n"  # workers as root's default, nobody, could not write here
+        return head + text
+
+    def start(self, timeout: float = 10) -> Nginx:
+        conf = self.folder / "nginx.conf"
+        conf.write_text(self.render())
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    self.BINARY,
+                    "-p",
+                    str(self.folder),
+                    "-c",
+                    str(conf),
+                    "-e",
+                    str(self.folder / "error.log"),
+                    "-g",
+                    "daemon off;",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _wait_port(self.port, self.proc, "nginx", timeout)
+        return self
+
+    def output(self) -> str:
+        logs = [self.log, self.folder / "error.log"]
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in logs if p.exists())
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)  # the master stops its workers
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)

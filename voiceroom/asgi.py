@@ -9,6 +9,10 @@ from django.core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 
+from voiceroom import daphne  # noqa: E402
+
+daphne.install()  # the message size limit, under daphne (voiceroom/daphne.py)
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from rooms.auth import (  # noqa: E402

@@ -44,6 +44,8 @@ class FakeWechat(BaseHTTPRequestHandler):
             self._answer(200, "<html>gateway says hi</html>")
         elif code == "no-openid":
             self._answer(200, json.dumps({"session_key": "x"}))
+        elif code == "surrogate-openid":  # JSON allows "\ud800"; UTF-8 cannot carry it
+            self._answer(200, json.dumps({"openid": "o\ud800", "session_key": "x"}))
         elif code == "http-502":
             self._answer(502, "bad gateway")
         elif code == "slow":
@@ -141,7 +143,9 @@ def test_a_code_wechat_refuses_is_400_wechat_code_invalid(wechat, errcode):
     assert not User.objects.exists()
 
 
-@pytest.mark.parametrize("code", ["busy", "garbage", "no-openid", "http-502", "refused-45011"])
+@pytest.mark.parametrize(
+    "code", ["busy", "garbage", "no-openid", "surrogate-openid", "http-502", "refused-45011"]
+)
 def test_wechat_trouble_is_503_wechat_unavailable(wechat, code):
     status, body = sign_in(code)
 

@@ -58,6 +58,8 @@ class Client:
         out = await self.comm.receive_output(timeout)
         assert out["type"] == "websocket.send", out
         assert out.get("text") is not None, f"expected text, got binary {out.get('bytes')!r}"
+        # A real server sends text frames as UTF-8; one it cannot encode never arrives.
+        out["text"].encode("utf-8")
         return json.loads(out["text"])
 
     async def event_of(self, kind: str, timeout: float = 2.0) -> dict:

@@ -5,7 +5,10 @@ rest of the room does not notice: after every example another member still hears
 third one's chat and voice.
 
 - text frames: arbitrary text, arbitrary JSON, JSON objects of every known `type` with
-  random or wrong-typed fields;
+  random or wrong-typed fields, text with lone surrogates (`"\ud800"`, which JSON
+  allows and UTF-8 cannot carry) in chat, whisper and anywhere else; with the
+  in-memory channel layer and, marked `redis`, the Redis one (tests/rooms/conftest.py);
+- a ban reason of any text over REST, with both layers;
 - binary frames: 0 to ~5000 arbitrary bytes;
 - the handshake: arbitrary paths under /ws/, query strings and header values.
 
@@ -14,6 +17,9 @@ moves forward a second per example: the rate limits and the abuse budget keep wo
 but on a schedule the test knows, so every answer can be checked exactly and a run is
 reproducible. The abuse budget still runs out now and then (4008); the fuzzer then
 reconnects and carries on.
+
+Every text frame a socket receives is checked to be UTF-8 encodable (tests/rooms/
+realtime.py): a real server must encode it to send it, a communicator would not.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from rest_framework.test import APIClient
 
 from rooms import services
 from rooms.models import Room
@@ -58,6 +65,7 @@ FUZZ = settings(
 
 # Every `error` code a socket may answer with (docs/protocol.md, section 8).
 ERROR_CODES = {
+    "invalid",
     "malformed_json",
     "invalid_message",
     "unknown_type",
@@ -153,12 +161,18 @@ class Ref:
     who: str  # "fuzzer", "listener", "speaker", "owner"
 
 
+# Any code point, lone surrogates (category Cs) included: st.characters() leaves them out.
+any_char = st.characters() | st.characters(categories=["Cs"])
+surrogate_texts = st.text(alphabet=any_char, min_size=1, max_size=40) | st.sampled_from(
+    ["\ud800", "hi \udfff", "\udc00\ud800", "\ud83d\ude00"]  # the last: a pair, one character
+)
 json_scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats()
     | st.text(max_size=30)
+    | surrogate_texts
 )
 json_values = st.recursive(
     json_scalars,
@@ -175,6 +189,7 @@ user_ids = (
 indexes = st.integers(min_value=-2, max_value=4) | st.sampled_from([2**32, 2**64]) | json_values
 texts = (
     st.text(max_size=40)
+    | surrogate_texts
     | st.text(min_size=495, max_size=505)
     | st.sampled_from(["", "   ", "\x00", "中" * 3000])
     | json_values
@@ -192,7 +207,7 @@ typed_frames = st.fixed_dictionaries(
             ["mute", "unmute", "kick", "ban", "seat.remove", "mute_all", "unmute_all"]
         )
         | json_values,
-        "reason": st.text(max_size=300) | json_values,
+        "reason": st.text(max_size=300) | surrogate_texts | json_values,
     },
 )
 
@@ -201,7 +216,7 @@ a_user = st.sampled_from([Ref("fuzzer"), Ref("listener"), Ref("speaker"), Ref("o
     st.integers(min_value=0, max_value=2**32 - 1)
 )
 a_seat = st.none() | st.integers(min_value=0, max_value=3)
-chat_text = st.text(min_size=1, max_size=510)
+chat_text = st.text(min_size=1, max_size=510) | surrogate_texts
 well_formed = st.one_of(
     st.sampled_from(["ping", "seat.leave", "seat.request.cancel", "leave"]).map(
         lambda kind: {"type": kind}
@@ -229,7 +244,7 @@ well_formed = st.one_of(
             ),
             "user_id": a_user,
         },
-        optional={"reason": st.text(max_size=300)},
+        optional={"reason": st.text(max_size=300) | surrogate_texts},
     ),
     st.fixed_dictionaries(
         {
@@ -256,6 +271,9 @@ text_frames = st.one_of(
     # Deep nesting: json.loads raises RecursionError, not ValueError, past ~1000 levels.
     (st.integers(min_value=1, max_value=4000) | st.sampled_from([1000, 1001, 4000])).map(_nested),
     st.sampled_from(["", " ", "{", "null", '{"type": null}', '{"type": 1}', "[]", "\ud7ff"]),
+    # Raw text a server could not have decoded from UTF-8 (only in process).
+    st.text(alphabet=any_char, max_size=20),
+    st.sampled_from(['"\\ud800"', '{"type":"chat","text":"\\udbff"}', '{"\\udc00":1}']),
 )
 
 
@@ -359,6 +377,7 @@ async def drain(client: Client) -> list[dict]:
         out = await client.comm.receive_output(1)
         assert out["type"] == "websocket.send", out
         if out.get("text") is not None:
+            out["text"].encode("utf-8")  # as a real server must, to send it
             events.append(check_event(json.loads(out["text"])))
     return events
 
@@ -371,14 +390,44 @@ def check_event(event: dict) -> dict:
     return event
 
 
+def not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def holds_lone_surrogate(data) -> bool:
+    """A string anywhere in a parsed JSON document (keys too) that UTF-8 cannot carry."""
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str) and not_utf8(item):
+            return True
+        if isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 def expected_refusal(raw: str) -> str | None:
-    """The error code the frame must get from its shape alone, if any."""
-    if len(raw.encode("utf-8", "surrogatepass")) > MAX_TEXT_FRAME_BYTES:
+    """The error code the frame must get from its shape alone, if any (in the order of
+    docs/protocol.md, section 8: size, text, JSON, type)."""
+    if len(raw) > MAX_TEXT_FRAME_BYTES:
+        return "frame_too_large"
+    if not_utf8(raw):
+        return "invalid"
+    if len(raw.encode("utf-8")) > MAX_TEXT_FRAME_BYTES:
         return "frame_too_large"
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
         return "malformed_json"
+    if holds_lone_surrogate(data):
+        return "invalid"
     if not isinstance(data, dict):
         return "malformed_json"
     if not isinstance(data.get("type"), str):
@@ -408,6 +457,7 @@ async def answers_until(client: Client, markers: int) -> tuple[list[dict], int |
         assert out["type"] == "websocket.send", out
         if out.get("text") is None:
             continue  # voice from the others
+        out["text"].encode("utf-8")  # as a real server must, to send it
         event = check_event(json.loads(out["text"]))
         events.append(event)
         if event["type"] == "pong" or event.get("code") == "rate_limited":
@@ -440,6 +490,7 @@ class Limits:
 # Refusals that cost abuse points (docs/protocol.md, section 8). A plain member's
 # `not_in_room` comes from a whisper or voice.target (its kick is `forbidden` first).
 COSTLY = {
+    "invalid",
     "malformed_json",
     "invalid_message",
     "unknown_type",
@@ -451,7 +502,7 @@ COSTLY = {
 
 
 @pytest.fixture
-async def fuzz_room(clock):
+async def fuzz_room(clock, channel_layer):
     room = await FuzzRoom.create(seat_count=2)
     room.limits = Limits(clock.now)
     yield room
@@ -464,6 +515,11 @@ async def fuzz_room(clock):
     frames=st.lists(text_frames, min_size=1, max_size=8),
     repeat=st.sampled_from([1, 1, 1, 5]),  # 5: over the text rate at once
 )
+@example(pause=1.0, frames=[{"type": "chat", "text": "\ud800"}], repeat=1)
+@example(
+    pause=1.0, frames=[{"type": "whisper", "to": Ref("listener"), "text": "a\udfff"}], repeat=1
+)
+@example(pause=1.0, frames=[{"type": "chat", "text": "\ud83d\ude00"}], repeat=1)
 async def test_text_frames_get_an_answer_or_an_error_and_the_room_keeps_working(
     fuzz_room, clock, pause, frames, repeat
 ):
@@ -536,6 +592,68 @@ async def test_text_frames_get_an_answer_or_an_error_and_the_room_keeps_working(
             assert await room.fuzzer.closed(3) == 1000
             await room.reconnect_fuzzer(clock)
             break
+    await room.assert_room_still_works(clock)
+
+
+# -- a ban reason over REST ------------------------------------------------------------
+
+reasons = st.text(max_size=210) | surrogate_texts | st.text(alphabet=any_char, max_size=210)
+
+
+@pytest.fixture
+async def ban_room(clock, channel_layer):
+    room = await FuzzRoom.create(seat_count=0)
+    room.limits = Limits(clock.now)
+    yield room
+    await room.close()
+
+
+@database_sync_to_async
+def rest_ban(room: FuzzRoom, reason: str) -> tuple[int, dict | None]:
+    from accounts.models import User
+
+    client = APIClient()
+    owner = User.objects.get(pk=room.ids["owner"])
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(owner)}")
+    url = f"/api/rooms/{room.room.pk}/members/{room.ids['fuzzer']}/ban"
+    # json.dumps writes a lone surrogate as its escape, as a client's encoder does.
+    response = client.post(
+        url, data=json.dumps({"reason": reason}), content_type="application/json"
+    )
+    return response.status_code, response.json() if response.content else None
+
+
+@database_sync_to_async
+def unban(room: FuzzRoom) -> None:
+    services.member_unban(room=room.room, actor=None, user_id=room.ids["fuzzer"])
+
+
+@settings(FUZZ, max_examples=60)  # each example is a REST request and maybe a reconnect
+@given(reason=reasons)
+@example(reason="\ud800")
+@example(reason="spam \udfff")
+async def test_a_ban_reason_over_rest_is_stored_or_refused_and_the_room_keeps_working(
+    ban_room, clock, reason
+):
+    """A moderator's ban reason is refused with 400 `invalid` when UTF-8 cannot carry it
+    (nobody is banned, every socket lives on), else the ban closes its target with 4003."""
+    room = ban_room
+    await room.heal(clock)
+    status, body = await rest_ban(room, reason)
+    event("banned" if status == 204 else f"{status} {body and body.get('code')}")
+    if holds_lone_surrogate(json.loads(json.dumps(reason))):
+        assert (status, body["code"]) == (400, "invalid"), (reason, body)
+    else:
+        # Otherwise only the serializer's rules (200 characters, no NUL) may refuse it.
+        assert status == 204 or (status, body["code"]) == (400, "invalid"), (reason, body)
+    if status == 204:
+        assert await room.fuzzer.closed(3) == 4003
+        await unban(room)
+        await room.reconnect_fuzzer(clock)
+    else:
+        await room.fuzzer.send(type="ping")
+        events, closed = await answers_until(room.fuzzer, 1)
+        assert closed is None and events[-1]["type"] == "pong", events
     await room.assert_room_still_works(clock)
 
 
