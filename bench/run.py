@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from bench import soak
 from bench.loadgen import cpu_model, write_json
-from rooms.protocol import MAX_MESSAGE_BYTES
+from rooms.ws.frames import MAX_MESSAGE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -311,7 +311,7 @@ class Runner:
             return [
                 venv_bin("uvicorn"), "voiceroom.asgi:application", "--host", "127.0.0.1",
                 "--port", str(port), "--loop", "uvloop",
-                "--http", "voiceroom.uvicorn:HttpToolsProtocol",
+                "--http", "realtime.servers.uvicorn:HttpToolsProtocol",
                 "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
                 "--ws-ping-interval", "20", "--ws-ping-timeout", "20",
                 "--lifespan", "off", "--ws-max-size", str(MAX_MESSAGE_BYTES),

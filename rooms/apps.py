@@ -19,7 +19,7 @@ class RoomsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.signals import credentials_revoked
-        from rooms import metrics
+        from realtime import metrics
 
         metrics.register()
         credentials_revoked.connect(_credentials_revoked, dispatch_uid="rooms.participants_revoke")

@@ -14,8 +14,9 @@ import time
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from rooms import presence, services
-from rooms.relay import relay
+from realtime import presence
+from realtime.relay import relay
+from rooms import services
 
 logger = logging.getLogger(__name__)
 

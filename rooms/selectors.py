@@ -1,4 +1,5 @@
-"""Reads. Live state (who is online) comes from rooms.presence; stored state from the database."""
+"""Reads. Live state (who is online) comes from realtime.presence; stored state from the
+database."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from datetime import UTC, datetime
 from django.db.models import QuerySet
 
 from accounts.models import User
-from rooms import policy, presence
+from realtime import presence
+from realtime.presence import Session
+from rooms import policy
+from rooms.api.serializers import seat_dict
 from rooms.models import Membership, Room, Seat, SeatRequest
-from rooms.presence import Session
-from rooms.serializers import seat_dict
 from voiceroom.errors import Forbidden, NotFound
 
 

@@ -19,7 +19,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User, credentials_epoch
-from rooms import events, policy, presence, selectors
+from realtime import presence
+from rooms import events, policy, selectors
+from rooms.api.serializers import RoomSerializer, seat_dict
 from rooms.models import (
     CAPACITY_MAX,
     CAPACITY_MIN,
@@ -31,7 +33,6 @@ from rooms.models import (
     Seat,
     SeatRequest,
 )
-from rooms.serializers import RoomSerializer, seat_dict
 from voiceroom.errors import ApplicationError, Conflict, Forbidden, NotFound
 
 Role = Membership.Role
@@ -47,7 +48,7 @@ CLOSE_FULL = 4009
 CLOSE_KICKED = 4010
 CLOSE_ROOM_CLOSED = 4011
 CLOSE_REPLACED = 4012
-CLOSE_TOO_SLOW = 4014  # sent by rooms.relay (it does not import this module)
+CLOSE_TOO_SLOW = 4014  # sent by realtime.relay (it does not import this module)
 CLOSE_TOO_MANY_SOCKETS = 4029
 CLOSE_UNAVAILABLE = 4503  # the database or Redis is down: try again shortly
 

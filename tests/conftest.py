@@ -17,7 +17,7 @@ REQUIRE = os.environ.get("VOICEROOM_REQUIRE_SERVICES") == "1"
 
 # Property-based tests (hypothesis) run the same examples on every run and keep no example
 # database, so CI is reproducible. To look for new failures, run them with other seeds:
-#   pytest tests/rooms/test_consumers_fuzz.py --hypothesis-profile=explore --hypothesis-seed=7
+#   pytest tests/rooms/ws/test_consumer_fuzz.py --hypothesis-profile=explore --hypothesis-seed=7
 settings.register_profile("ci", derandomize=True, database=None, deadline=None)
 settings.register_profile("explore", derandomize=False, database=None, deadline=None)
 settings.load_profile("ci")
@@ -58,8 +58,8 @@ def _clean_live_state(settings):
     """Each test starts with empty presence, relay registry and cache."""
     from django.core.cache import cache
 
-    from rooms import presence
-    from rooms.relay import relay
+    from realtime import presence
+    from realtime.relay import relay
 
     presence.reset_store()
     presence.store().clear()

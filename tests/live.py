@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from rooms.protocol import MAX_MESSAGE_BYTES
+from rooms.ws.frames import MAX_MESSAGE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -35,7 +35,7 @@ def free_port() -> int:
 
 def server_command(kind: str, port: int) -> list[str]:
     """The documented command of each server (README, docs/operations.md); daphne gets
-    its message size limit from voiceroom.asgi (voiceroom/daphne.py)."""
+    its message size limit from voiceroom.asgi (realtime/servers/daphne.py)."""
     if kind == "daphne":
         return [
             str(BIN / "daphne"),
@@ -56,7 +56,7 @@ def server_command(kind: str, port: int) -> list[str]:
             "--loop",
             "uvloop",
             "--http",
-            "voiceroom.uvicorn:HttpToolsProtocol",
+            "realtime.servers.uvicorn:HttpToolsProtocol",
             "--ws",
             "websockets-sansio",
             "--ws-per-message-deflate",

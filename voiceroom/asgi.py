@@ -9,18 +9,18 @@ from django.core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 
-from voiceroom import daphne  # noqa: E402
+from realtime.servers import daphne  # noqa: E402
 
-daphne.install()  # the message size limit, under daphne (voiceroom/daphne.py)
+daphne.install()  # the message size limit, under daphne (realtime/servers/daphne.py)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from rooms.auth import (  # noqa: E402
+from rooms.ws.auth import (  # noqa: E402
     AddressLimitMiddleware,
     OriginValidator,
     SocketAuthMiddleware,
 )
-from rooms.routing import websocket_urlpatterns  # noqa: E402
+from rooms.ws.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -32,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_lat
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rooms.presence import NODE_ID
+from realtime.presence import NODE_ID
 
 logger = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else []
 )
-# Origins that browsers may open sockets from, beside ALLOWED_HOSTS (see rooms/auth.py).
+# Origins that browsers may open sockets from, beside ALLOWED_HOSTS (see rooms/ws/auth.py).
 VOICEROOM_ALLOWED_ORIGINS = env.list("VOICEROOM_ALLOWED_ORIGINS", default=[])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -297,7 +297,7 @@ VOICEROOM_STALLED_SOCKET_CLOSE_S = env.float("VOICEROOM_STALLED_SOCKET_CLOSE_S",
 # Room sockets one node accepts per user (all rooms) and per client address; 0: no limit.
 VOICEROOM_MAX_SOCKETS_PER_USER = env.int("VOICEROOM_MAX_SOCKETS_PER_USER", default=5)
 VOICEROOM_MAX_SOCKETS_PER_ADDRESS = env.int("VOICEROOM_MAX_SOCKETS_PER_ADDRESS", default=100)
-# uvicorn (voiceroom.uvicorn protocol): a connection must send a request's headers within
+# uvicorn (realtime.servers.uvicorn protocol): a connection must send a request's headers within
 # this many seconds of connecting (slow or silent clients, slowloris).
 VOICEROOM_HANDSHAKE_TIMEOUT_S = env.float("VOICEROOM_HANDSHAKE_TIMEOUT_S", default=10.0)
 

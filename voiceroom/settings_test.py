@@ -10,5 +10,5 @@ from voiceroom.settings import *  # noqa: F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
 
 # In-process socket tests share their event loop with synchronous test code, whose pauses
-# are not overload: no shedding here (tests/rooms/test_relay.py tests it directly).
+# are not overload: no shedding here (tests/realtime/test_relay.py tests it directly).
 VOICEROOM_SHED_AFTER_LAG_MS = 0

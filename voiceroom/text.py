@@ -6,7 +6,7 @@ until the text leaves the process: a WebSocket server cannot send it (the receiv
 socket fails, once per receiver), the Redis channel layer cannot pack it (the sender's
 handler raises), MySQL's utf8mb4 cannot store it. So it is refused where JSON enters,
 once, for every string in the document (keys included): the socket's frame parser
-(rooms/protocol.py) and the REST JSON parser (voiceroom/parsers.py).
+(rooms/ws/frames.py) and the REST JSON parser (voiceroom/parsers.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView, TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from rooms.apis import RoomListCreateApi
+from rooms.api.views import RoomListCreateApi
 from voiceroom import health
 
 urlpatterns = [
@@ -12,7 +12,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="demo", permanent=False), name="home"),
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.urls")),
-    path("api/rooms/", include("rooms.urls")),
+    path("api/rooms/", include("rooms.api.urls")),
     # Without the slash too: APPEND_SLASH cannot redirect a POST without losing its body.
     path("api/rooms", RoomListCreateApi.as_view(schema=None)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -9,7 +9,8 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import User
-from rooms import presence, selectors, services
+from realtime import presence
+from rooms import selectors, services
 from rooms.models import Membership, ModerationAction, Room
 
 pytestmark = pytest.mark.django_db

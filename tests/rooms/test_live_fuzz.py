@@ -86,7 +86,7 @@ class Room:
         log = Path(self.node.log.name).read_text(errors="replace")  # output() is the tail
         new, self.log_seen = log[self.log_seen :], len(log)
         # Nothing a client sends is a server error: uvicorn's traceback for a text frame
-        # that is not UTF-8 (answered with 1007) is demoted by voiceroom.uvicorn.
+        # that is not UTF-8 (answered with 1007) is demoted by realtime.servers.uvicorn.
         assert "ERROR:" not in new, new
         assert "Exception in ASGI" not in new, new
 

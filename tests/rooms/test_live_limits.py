@@ -1,6 +1,6 @@
 """What a real server reads from a client, on both servers (issue 12, items 9 and 10).
 
-- A WebSocket message over rooms.protocol.MAX_MESSAGE_BYTES closes the socket with 1009
+- A WebSocket message over rooms.ws.frames.MAX_MESSAGE_BYTES closes the socket with 1009
   as soon as its frame header arrives, unbuffered: the node's memory does not grow by
   what the client sends (before, uvicorn read up to 16 MiB and daphne 1 MiB of each
   message, then the application refused it). The largest legal frames still work.
@@ -23,7 +23,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from rooms.protocol import MAX_MESSAGE_BYTES, MAX_TEXT_FRAME_BYTES, MAX_VOICE_BYTES
+from rooms.ws.frames import MAX_MESSAGE_BYTES, MAX_TEXT_FRAME_BYTES, MAX_VOICE_BYTES
 from tests.live import Api, Node, base_env, free_port
 from tests.rooms.test_live_nodes import Member, header, join
 

@@ -5,7 +5,7 @@
   is closed (4014, then aborted) so its member enters the resume window.
 - A peer that stops answering WebSocket pings is found and put in its resume window.
 - A connection that sends no request headers is closed (uvicorn with
-  voiceroom.uvicorn:HttpToolsProtocol).
+  realtime.servers.uvicorn:HttpToolsProtocol).
 
 Every test but the last runs on both servers.
 """

@@ -10,7 +10,8 @@ import threading
 import pytest
 from django.db import connection
 
-from rooms import events, presence, selectors, services
+from realtime import presence
+from rooms import events, selectors, services
 from rooms.models import Membership, ModerationAction, SeatRequest
 from tests.factories import RoomFactory, UserFactory, operator
 from voiceroom.errors import ApplicationError

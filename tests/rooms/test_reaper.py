@@ -8,9 +8,10 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import User
-from rooms import presence, reaper, services
+from realtime import presence
+from realtime.relay import Endpoint, Relay
+from rooms import reaper, services
 from rooms.models import Membership
-from rooms.relay import Endpoint, Relay
 
 pytestmark = pytest.mark.django_db
 

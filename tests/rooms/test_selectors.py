@@ -1,6 +1,7 @@
 import pytest
 
-from rooms import presence, selectors, services
+from realtime import presence
+from rooms import selectors, services
 from tests.factories import RoomFactory, UserFactory, operator
 from voiceroom.errors import ApplicationError
 

@@ -4,7 +4,8 @@ import types
 import pytest
 from django.core import signing
 
-from rooms import presence, services
+from realtime import presence
+from rooms import services
 from rooms.models import Membership, ModerationAction, Room, Seat
 from tests.factories import RoomFactory, UserFactory, operator
 from voiceroom.errors import ApplicationError

@@ -5,7 +5,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from rooms import presence, services
+from realtime import presence
+from rooms import services
 
 
 @pytest.mark.django_db

@@ -1,9 +1,9 @@
 """Every documented way to start a node carries the WebSocket message limit (issue 12,
-item 9): rooms.protocol.MAX_MESSAGE_BYTES, just above the largest legal client frame.
+item 9): rooms.ws.frames.MAX_MESSAGE_BYTES, just above the largest legal client frame.
 
 uvicorn reads it from `--ws-max-size` (its default, 16 MiB, is what a client could make
 a node buffer per socket); daphne gets it from voiceroom.asgi itself
-(voiceroom/daphne.py), so a daphne command only has to serve that application.
+(realtime/servers/daphne.py), so a daphne command only has to serve that application.
 tests/rooms/test_live_limits.py shows the limit at work on both servers.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rooms.protocol import (
+from rooms.ws.frames import (
     MAX_CHAT_CHARS,
     MAX_MESSAGE_BYTES,
     MAX_TEXT_FRAME_BYTES,
@@ -122,7 +122,7 @@ def test_the_daphne_limit_is_installed_by_the_application():
     import daphne.server
 
     import voiceroom.asgi  # noqa: F401
-    from voiceroom.daphne import WebSocketFactory
+    from realtime.servers.daphne import WebSocketFactory
 
     assert daphne.server.WebSocketFactory is WebSocketFactory
 

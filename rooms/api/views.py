@@ -1,7 +1,7 @@
 """REST endpoints for rooms and their members (/api/rooms/...).
 
 Thin views: parse the ids and the body, call rooms.services (writes) or rooms.selectors
-(reads), render with rooms.serializers. Policy (who may do what) lives in the services;
+(reads), render with rooms.api.serializers. Policy (who may do what) lives in the services;
 every refusal reaches the client as {"code", "detail"} through voiceroom.errors.
 """
 
@@ -14,7 +14,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from rooms import selectors, services, throttles
+from rooms import selectors, services
+from rooms.api import throttles
+from rooms.api.serializers import MemberSerializer, RoomDetailSerializer, RoomSerializer
 from rooms.models import (
     CAPACITY_DEFAULT,
     CAPACITY_MAX,
@@ -25,7 +27,6 @@ from rooms.models import (
     Membership,
     Room,
 )
-from rooms.serializers import MemberSerializer, RoomDetailSerializer, RoomSerializer
 from voiceroom.errors import PARSER_CLASSES, ErrorSerializer, NotFound
 
 _MAX_ID = 2**63 - 1

@@ -21,11 +21,12 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from realtime.presence import NODE_ID
+from realtime.relay import Endpoint, ensure_bus, relay, stats
 from rooms import events, reaper, services
-from rooms.auth import refuse
 from rooms.models import Room
-from rooms.presence import NODE_ID
-from rooms.protocol import (
+from rooms.ws.auth import refuse
+from rooms.ws.frames import (
     ABUSE_BUDGET,
     ABUSE_REFILL,
     COST_BAD_FRAME,
@@ -37,7 +38,6 @@ from rooms.protocol import (
     dumps,
     parse_text_frame,
 )
-from rooms.relay import Endpoint, ensure_bus, relay, stats
 from voiceroom.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -380,7 +380,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if user_id == self.user_id:
             raise FrameError("invalid_target", "You cannot target yourself.")
         if relay.local(self.room_id, user_id) is None:
-            from rooms import presence
+            from realtime import presence
 
             session = await _db(presence.store().get)(self.room_id, user_id)
             if session is None:

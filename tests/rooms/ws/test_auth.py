@@ -1,11 +1,11 @@
-"""rooms.auth's address limit: sockets per client address on one node."""
+"""rooms.ws.auth's address limit: sockets per client address on one node."""
 
 from __future__ import annotations
 
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from rooms.relay import stats
+from realtime.relay import stats
 from tests.rooms.realtime import a_member, a_room
 from voiceroom.asgi import application
 
@@ -71,8 +71,8 @@ def origin_app():
     """The socket stack as asgi.py builds it, under the current settings."""
     from channels.routing import URLRouter
 
-    from rooms.auth import OriginValidator, SocketAuthMiddleware
-    from rooms.routing import websocket_urlpatterns
+    from rooms.ws.auth import OriginValidator, SocketAuthMiddleware
+    from rooms.ws.routing import websocket_urlpatterns
 
     return OriginValidator(SocketAuthMiddleware(URLRouter(websocket_urlpatterns)))
 

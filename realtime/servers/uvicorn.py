@@ -7,7 +7,7 @@ such a connection when a request's headers are not complete VOICEROOM_HANDSHAKE_
 after the connection opened (or after the request's first byte, for later requests on a
 kept-alive connection; uvicorn's own keep-alive timeout covers the idle time between).
 
-Run uvicorn with `--http voiceroom.uvicorn:HttpToolsProtocol` (docker/Dockerfile does).
+Run uvicorn with `--http realtime.servers.uvicorn:HttpToolsProtocol` (docker/Dockerfile does).
 
 Importing this module also quiets one uvicorn log line a client can trigger at will: a
 text frame that is not UTF-8 is answered correctly (close 1007) but logged as an ERROR

@@ -28,7 +28,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rooms.relay import Endpoint
+    from realtime.relay import Endpoint
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rooms import apis
+from rooms.api import views as apis
 
 
 def _route(route: str, view, name: str) -> list:

@@ -8,7 +8,8 @@ from django.db import connection
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.test import APIClient
 
-from rooms import events, presence, services
+from realtime import presence
+from rooms import events, services
 from rooms.models import Membership, ModerationAction, Room
 from tests.factories import RoomFactory, UserFactory, operator, token_for
 

@@ -1,4 +1,4 @@
-"""rooms.sockets: finding the server's connection behind an ASGI `send`."""
+"""realtime.servers.sockets: finding the server's connection behind an ASGI `send`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import functools
 import socket
 import struct
 
-from rooms.relay import Endpoint
-from rooms.sockets import DaphneSocket, UvicornSocket
+from realtime.relay import Endpoint
+from realtime.servers.sockets import DaphneSocket, UvicornSocket
 
 
 class FakeSock:

@@ -23,8 +23,9 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from rooms import presence, services
-from rooms.relay import stats
+from realtime import presence
+from realtime.relay import stats
+from rooms import services
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from rooms.protocol import HEADER
-from rooms.relay import Endpoint, Relay, VoiceBus, stats
+from realtime.relay import Endpoint, Relay, VoiceBus, stats
+from rooms.ws.frames import HEADER
 
 
 class FakeSocket:

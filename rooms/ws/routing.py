@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 
-from rooms.auth import SocketAuthMiddleware
-from rooms.consumers import RoomConsumer, UnknownRouteConsumer
+from rooms.ws.auth import SocketAuthMiddleware
+from rooms.ws.consumer import RoomConsumer, UnknownRouteConsumer
 
 websocket_urlpatterns = [
     path("ws/rooms/<int:room_id>/", SocketAuthMiddleware(RoomConsumer.as_asgi())),

@@ -9,7 +9,7 @@ over a limit sees 1006, not why.
 Here, for every daphne server in the process:
 
 - a message the client sends is closed with 1009 (message too big) as soon as the
-  header of the frame that takes it over `rooms.protocol.MAX_MESSAGE_BYTES` arrives,
+  header of the frame that takes it over `rooms.ws.frames.MAX_MESSAGE_BYTES` arrives,
   before its payload is read: a single large frame, or many small fragments;
 - autobahn's failures close with their code (1009, 1007, 1002) instead of dropping TCP;
 - what the server sends keeps daphne's own limit.
@@ -27,7 +27,7 @@ import daphne.server
 from daphne.ws_protocol import WebSocketFactory as _DaphneFactory
 from daphne.ws_protocol import WebSocketProtocol as _DaphneProtocol
 
-from rooms.protocol import MAX_MESSAGE_BYTES
+from rooms.ws.frames import MAX_MESSAGE_BYTES
 
 
 class WebSocketProtocol(_DaphneProtocol):

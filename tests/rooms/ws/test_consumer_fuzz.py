@@ -38,7 +38,7 @@ from rest_framework.test import APIClient
 
 from rooms import services
 from rooms.models import Room
-from rooms.protocol import (
+from rooms.ws.frames import (
     ABUSE_BUDGET,
     ABUSE_REFILL,
     COST_BAD_FRAME,
@@ -131,7 +131,7 @@ FRAME_TYPES = [
 
 
 class Clock:
-    """Stands in for the `time` module of rooms.consumers and rooms.relay."""
+    """Stands in for the `time` module of rooms.ws.consumer and realtime.relay."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -142,12 +142,12 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch):
-    import rooms.consumers
-    import rooms.relay
+    import realtime.relay
+    import rooms.ws.consumer
 
     fake = Clock()
-    monkeypatch.setattr(rooms.consumers, "time", fake)
-    monkeypatch.setattr(rooms.relay, "time", fake)
+    monkeypatch.setattr(rooms.ws.consumer, "time", fake)
+    monkeypatch.setattr(realtime.relay, "time", fake)
     return fake
 
 
@@ -771,7 +771,7 @@ ALLOWED_ORIGINS = {b"http://testserver", b"http://localhost", b"http://127.0.0.1
 @pytest.mark.parametrize("origin", [b"http://[", b"http://[::1", b"https://app.example:99999"])
 async def test_an_origin_that_is_not_a_url_is_refused_not_a_server_error(settings, origin):
     """Found by the handshake fuzzer: Channels' validator let urlparse's ValueError out."""
-    from rooms.auth import OriginValidator
+    from rooms.ws.auth import OriginValidator
 
     settings.VOICEROOM_ALLOWED_ORIGINS = ["https://app.example"]  # ports are compared
     reached = []

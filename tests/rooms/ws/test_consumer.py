@@ -672,7 +672,7 @@ async def test_a_resume_token_is_bound_to_its_user_room_and_session():
 async def test_a_socket_opened_while_redis_is_down_closes_4503_not_a_server_error(monkeypatch):
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from rooms import auth
+    from rooms.ws import auth
 
     room = await a_room()
     _, ticket = await a_member(room)

@@ -1,11 +1,11 @@
-"""voiceroom.uvicorn: the log line any client can trigger is not a server error."""
+"""realtime.servers.uvicorn: the log line any client can trigger is not a server error."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-import voiceroom.uvicorn  # noqa: F401 (installs the filter)
+import realtime.servers.uvicorn  # noqa: F401 (installs the filter)
 
 
 def test_a_non_utf8_text_frame_is_logged_as_one_info_line_without_traceback(caplog):

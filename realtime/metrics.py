@@ -1,6 +1,6 @@
 """Prometheus metrics of the realtime side, read from plain counters at scrape time.
 
-The voice path only bumps integer attributes (rooms.relay.stats); turning them into
+The voice path only bumps integer attributes (realtime.relay.stats); turning them into
 metrics happens here, when /metrics is scraped, so metrics cost nothing per frame.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from rooms.relay import relay, stats
+from realtime.relay import relay, stats
 
 _COUNTERS = {
     "frames_in": "Voice frames received from clients",

@@ -24,7 +24,7 @@ MAX_TEXT_FRAME_BYTES = 8192
 MAX_CHAT_CHARS = 500
 # The largest WebSocket message a server takes in: a larger one closes its socket with
 # 1009 before its payload is buffered (uvicorn `--ws-max-size`, daphne through
-# voiceroom/daphne.py; every documented command, checked by tests/voiceroom/
+# realtime/servers/daphne.py; every documented command, checked by tests/voiceroom/
 # test_server_commands.py). The largest frame with a use is a whisper of 500 characters
 # outside the BMP, each a 12-byte JSON escape (`\ud83d\ude00`), to the largest user id:
 # 6044 bytes. Text frames up to MAX_TEXT_FRAME_BYTES are read (room for whitespace,

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from rooms.presence import LocalStore, RedisStore, ResumeRefused, Session
+from realtime.presence import LocalStore, RedisStore, ResumeRefused, Session
 
 
 def _redis_store() -> RedisStore:

@@ -12,7 +12,7 @@ Design (measured in docs/benchmarks.md; facts from the relay probe):
   the kernel's socket buffer, and voice is what gets dropped; events wait their turn.
 - A socket that stays backed up (or stuck closing) for VOICEROOM_STALLED_SOCKET_CLOSE_S
   is hopeless for live voice: it is closed with 4014, and aborted if even that close
-  cannot leave (see `Relay._sweep_stalled` and rooms/sockets.py).
+  cannot leave (see `Relay._sweep_stalled` and realtime/servers/sockets.py).
 - With Redis, while another node has sockets in the room, each frame is also queued
   for ONE `PUBLISH` to the room's voice channel; one task per process pipelines
   whatever is queued. One subscriber connection per process listens to the voice
@@ -33,7 +33,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rooms.protocol import (
+from realtime.servers.sockets import ServerSocket, server_socket
+from rooms.ws.frames import (
     ABUSE_BUDGET,
     ABUSE_REFILL,
     COST_VOICE_OVER_RATE,
@@ -45,7 +46,6 @@ from rooms.protocol import (
     VOICE_WHISPER,
     Bucket,
 )
-from rooms.sockets import ServerSocket, server_socket
 
 logger = logging.getLogger(__name__)
 
@@ -628,7 +628,7 @@ def ensure_bus() -> None:
     watch, and the Redis voice bus when REDIS_URL is set."""
     from django.conf import settings
 
-    from rooms.presence import NODE_ID
+    from realtime.presence import NODE_ID
 
     relay.watch_lag(settings.VOICEROOM_SHED_AFTER_LAG_MS / 1000)
     relay.watch_stalls(settings.VOICEROOM_STALLED_SOCKET_CLOSE_S)

@@ -1,0 +1,1 @@
+"""Adapters to the ASGI servers (uvicorn, daphne): the only code that knows a server's internals."""

@@ -1,0 +1,1 @@
+"""The REST face of rooms: DRF views, serializers, throttles and urls."""

@@ -1,0 +1,1 @@
+"""The socket face of rooms: consumer, client frames, handshake auth and routing."""
