@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from bench import loadgen
-from bench.loadgen import OPEN, WSClientProtocol
+from bench import loadgen, wsclient
+from bench.client import PAYLOAD_MIN, BenchClient, Stats
+from bench.wsclient import OPEN, WSClientProtocol
 
 
 class FakeTransport:
@@ -170,7 +171,7 @@ def test_handshake_then_frames_in_the_same_read():
     key = next(
         line.split(": ", 1)[1] for line in request.split("\r\n") if line.startswith("Sec-Web")
     )
-    accept = base64.b64encode(hashlib.sha1(key.encode() + loadgen.WS_GUID).digest()).decode()
+    accept = base64.b64encode(hashlib.sha1(key.encode() + wsclient.WS_GUID).digest()).decode()
     answer = (
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
@@ -192,13 +193,13 @@ def test_refused_upgrade_is_an_error():
 
 
 def test_voice_frames_are_counted_and_checked():
-    stats = loadgen.Stats(rooms=1)
+    stats = Stats(rooms=1)
     stats.room_of = [0, 0, 0]
     stats.w0, stats.w1 = 0, 1 << 62
-    client = loadgen.BenchClient("h:1", "/", stats, 0, 0, 120, want_welcome=False)
+    client = BenchClient("h:1", "/", stats, 0, 0, 120, want_welcome=False)
     client.state = OPEN
     client.transport = FakeTransport()
-    pad = bytes(120 - loadgen.PAYLOAD_MIN)
+    pad = bytes(120 - PAYLOAD_MIN)
 
     def voice(uid, seq, sidx):
         ts = time.perf_counter_ns()
