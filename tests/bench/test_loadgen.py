@@ -7,6 +7,8 @@ import hashlib
 import json
 import random
 import struct
+import subprocess
+import sys
 import time
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from bench import loadgen, wsclient
 from bench.client import PAYLOAD_MIN, BenchClient, Stats
 from bench.wsclient import OPEN, WSClientProtocol
+from tests.bench.conftest import ROOT
 
 
 class FakeTransport:
@@ -251,3 +254,22 @@ def test_loadgen_against_bare_relay(bare_relay, tmp_path):
     assert saved["deliveries_per_s"] == res["deliveries_per_s"]
     for key in ("date", "hostname", "python", "cpu_model", "params"):
         assert saved[key]
+
+
+@pytest.mark.processes
+def test_python_m_bench_loadgen_runs_as_documented(bare_relay, tmp_path):
+    """`python -m bench.loadgen` (docs/benchmarks.md; bench.run starts it this way) still
+    runs a load test, prints its summary line and writes the JSON, now that the parts
+    live in modules of their own."""
+    port, pid = bare_relay
+    out = tmp_path / "res.json"
+    argv = [sys.executable, "-m", "bench.loadgen", "--target", "bare"]
+    argv += ["--url", f"http://127.0.0.1:{port}", "--server-pid", str(pid), "--quiet"]
+    argv += ["--rooms", "1", "--members", "3", "--speakers", "1", "--duration", "1"]
+    argv += ["--warmup", "0.3", "--grace", "0.3", "--json", str(out), "--label", "cli"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("bare cli: deliveries/s "), done.stdout
+    assert " loss 0.000%, gaps 0," in done.stdout, done.stdout
+    saved = json.loads(out.read_text())
+    assert saved["label"] == "cli" and saved["connections"]["connected"] == 3
