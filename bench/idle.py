@@ -38,21 +38,13 @@ from typing import Any
 
 import psutil
 
-from bench.loadgen import (
-    OPEN,
-    BenchClient,
-    LoadConfig,
-    Stats,
-    _Node,
-    connect_members,
-    cpu_model,
-    scrape_metrics,
-    servers_rss,
-    setup_voiceroom,
-    teardown,
-    write_json,
-)
+from bench.client import BenchClient, Stats
+from bench.config import LoadConfig
+from bench.orchestration import Node, connect_members, run_in_uvloop, setup_voiceroom, teardown
+from bench.probes import scrape_metrics, servers_rss
+from bench.report import cpu_model, fmt, md_table, write_json
 from bench.run import LOADGEN_CORE, RESULTS, ROOT, Runner, machine_lock
+from bench.wsclient import OPEN
 
 KIB = 1024.0
 MIB = 1024.0 * 1024.0
@@ -121,7 +113,7 @@ async def measure_async(
             print(f"[bench.idle {label}] {msg}", file=sys.stderr, flush=True)
 
     loop = asyncio.get_running_loop()
-    nodes = [_Node(url)]
+    nodes = [Node(url)]
     stats = Stats(rooms)
     stats.room_of = [i // members for i in range(sockets)]
     pool = ThreadPoolExecutor(max_workers=max(setup_concurrency, 4))
@@ -239,38 +231,30 @@ async def measure_async(
 
 def measure(*args, **kwargs) -> dict[str, Any]:
     """`measure_async` in a fresh uvloop event loop (the load generator's loop)."""
-    try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(measure_async(*args, **kwargs))
-
-
-def _fmt(v, fmt: str = "{:.1f}") -> str:
-    return "-" if v is None else fmt.format(v)
+    return run_in_uvloop(measure_async(*args, **kwargs))
 
 
 def table(rows: list[dict]) -> str:
-    head = (
-        "| server | idle sockets | RSS 0 sockets MiB | RSS idle MiB | KiB per idle socket "
-        "| RSS after close MiB | Redis KiB per socket | connect s | release s |\n"
-        "|---|---|---|---|---|---|---|---|---|"
-    )
-    lines = [head]
+    cells = []
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['server']} | failed: {r['error'][:100]} |")
+            cells.append([r["server"], f"failed: {r['error'][:100]}"])
             continue
-        lines.append(
-            f"| {r['server']} | {r['sockets_connected']} | {_fmt(r['rss_before_mib'])} "
-            f"| {_fmt(r['rss_idle_mib'])} | {_fmt(r['kib_per_idle_socket'])} "
-            f"| {_fmt(r['rss_after_close_mib'])} | {_fmt(r['redis_kib_per_socket'])} "
-            f"| {_fmt(r['connect_s'])} | {_fmt(r.get('release_s'))} |"
-        )
-    return "\n".join(lines)
+        cells.append([
+            r["server"],
+            str(r["sockets_connected"]),
+            fmt(r["rss_before_mib"]),
+            fmt(r["rss_idle_mib"]),
+            fmt(r["kib_per_idle_socket"]),
+            fmt(r["rss_after_close_mib"]),
+            fmt(r["redis_kib_per_socket"]),
+            fmt(r["connect_s"]),
+            fmt(r.get("release_s")),
+        ])  # fmt: skip
+    columns = ["server", "idle sockets", "RSS 0 sockets MiB", "RSS idle MiB",
+               "KiB per idle socket", "RSS after close MiB", "Redis KiB per socket",
+               "connect s", "release s"]  # fmt: skip
+    return md_table(columns, cells)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -748,7 +748,7 @@ def main(argv: list[str] | None = None) -> None:
         results = measure(args)
     print_tables(results)
     out = args.json or str(RESULTS / f"{started:%Y%m%dT%H%M%SZ}-layers.json")
-    from bench.loadgen import cpu_model, write_json
+    from bench.report import cpu_model, write_json
 
     params = {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items()}
     write_json(out, {"started": started.isoformat(), "nproc": os.cpu_count(),

@@ -35,7 +35,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench import soak
-from bench.loadgen import cpu_model, write_json
+from bench.report import cpu_model, fmt, md_table, write_json
 from rooms.ws.frames import MAX_MESSAGE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -376,21 +376,15 @@ class Runner:
 
 def git_commit() -> str | None:
     """The checked-out commit, with "+dirty" when tracked files differ from it."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
         ).stdout
+
+    try:
+        head = git("rev-parse", "--short", "HEAD").strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
     return (head + ("+dirty" if dirty.strip() else "")) or None
@@ -411,68 +405,76 @@ def log_problems(path: Path, offset: int = 0) -> dict:
             "warnings": len(warn), "first_warnings": [w[:300] for w in warn[:20]]}  # fmt: skip
 
 
-def _fmt(v, fmt: str = "{:.1f}") -> str:
-    return "-" if v is None else fmt.format(v)
+def _failed(r: dict) -> list[str]:
+    return [str(r["rooms"]), r["server"], f"failed: {r['error'][:80]}"]
 
 
 def table(rows: list[dict]) -> str:
-    head = (
-        "| rooms | server | loss % | p50 ms | p99 ms | max ms | deliveries/s "
-        "| server CPU us/delivery | x bare | redis CPU us/delivery | loadgen CPU % |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
-    )
-    lines = [head]
+    cells = []
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['rooms']} | {r['server']} | failed: {r['error'][:80]} |")
+            cells.append(_failed(r))
             continue
         lat = r["latency_ms"]
-        lines.append(
-            f"| {r['params']['rooms']} | {r['server']} | {_fmt(r['loss_pct'], '{:.2f}')} "
-            f"| {_fmt(lat['p50'], '{:.2f}')} | {_fmt(lat['p99'], '{:.2f}')} "
-            f"| {_fmt(lat['max'], '{:.1f}')} | {_fmt(r['deliveries_per_s'], '{:.0f}')} "
-            f"| {_fmt(r['server_cpu_us_per_delivery'])} | {_fmt(r.get('x_bare'), '{:.2f}')} "
-            f"| {_fmt(r['redis_cpu_us_per_delivery'])} | {_fmt(r['loadgen_cpu_pct'], '{:.0f}')} |"
-        )
-    return "\n".join(lines)
+        cells.append([
+            str(r["params"]["rooms"]),
+            r["server"],
+            fmt(r["loss_pct"], "{:.2f}"),
+            fmt(lat["p50"], "{:.2f}"),
+            fmt(lat["p99"], "{:.2f}"),
+            fmt(lat["max"], "{:.1f}"),
+            fmt(r["deliveries_per_s"], "{:.0f}"),
+            fmt(r["server_cpu_us_per_delivery"]),
+            fmt(r.get("x_bare"), "{:.2f}"),
+            fmt(r["redis_cpu_us_per_delivery"]),
+            fmt(r["loadgen_cpu_pct"], "{:.0f}"),
+        ])  # fmt: skip
+    columns = ["rooms", "server", "loss %", "p50 ms", "p99 ms", "max ms", "deliveries/s",
+               "server CPU us/delivery", "x bare", "redis CPU us/delivery",
+               "loadgen CPU %"]  # fmt: skip
+    return md_table(columns, cells)
 
 
 def stalled_table(rows: list[dict]) -> str:
     """The stalled-listener view: the others' latency and loss, drops, server memory."""
-    head = (
-        "| rooms | server | stalled | others' loss % | p50 ms | p99 ms | max ms "
-        "| dropped_backlog (window) | frames for stalled (window) | dropped_backlog (warm-up) "
-        "| RSS MiB load start | RSS MiB window start | RSS MiB window end "
-        "| stalled closed by server (s after stall) | frames for stalled (run) "
-        "| read after resume | neither read nor counted | server CPU us/delivery | x bare |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    )
-    lines = [head]
+    cells = []
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['rooms']} | {r['server']} | failed: {r['error'][:80]} |")
+            cells.append(_failed(r))
             continue
         lat, st = r["latency_ms"], r.get("stalled") or {}
         pr = r.get("probes") or {}
         rss = pr.get("server_rss_mib") or {}
         closed = [c[0] for c in st.get("server_closed") or []]
         when = f"{len(closed)}" + (f" ({min(closed):.0f}-{max(closed):.0f})" if closed else "")
-        lines.append(
-            f"| {r['params']['rooms']} | {r['server']} | {st.get('sockets', 0)} "
-            f"| {_fmt(r['loss_pct'], '{:.2f}')} | {_fmt(lat['p50'], '{:.2f}')} "
-            f"| {_fmt(lat['p99'], '{:.2f}')} | {_fmt(lat['max'], '{:.1f}')} "
-            f"| {_fmt(pr.get('dropped_backlog_window'), '{:.0f}')} "
-            f"| {st.get('frames_for_stalled_in_window', '-')} "
-            f"| {_fmt(pr.get('dropped_backlog_warmup'), '{:.0f}')} "
-            f"| {_fmt(rss.get('load_start'))} | {_fmt(rss.get('window_start'))} "
-            f"| {_fmt(rss.get('window_end'))} | {when} "
-            f"| {st.get('frames_for_stalled_total', '-')} "
-            f"| {st.get('frames_read_after_resume', '-')} "
-            f"| {_fmt(st.get('frames_unaccounted'), '{:.0f}')} "
-            f"| {_fmt(r['server_cpu_us_per_delivery'])} "
-            f"| {_fmt(r.get('x_bare'), '{:.2f}')} |"
-        )
-    return "\n".join(lines)
+        cells.append([
+            str(r["params"]["rooms"]),
+            r["server"],
+            str(st.get("sockets", 0)),
+            fmt(r["loss_pct"], "{:.2f}"),
+            fmt(lat["p50"], "{:.2f}"),
+            fmt(lat["p99"], "{:.2f}"),
+            fmt(lat["max"], "{:.1f}"),
+            fmt(pr.get("dropped_backlog_window"), "{:.0f}"),
+            str(st.get("frames_for_stalled_in_window", "-")),
+            fmt(pr.get("dropped_backlog_warmup"), "{:.0f}"),
+            fmt(rss.get("load_start")),
+            fmt(rss.get("window_start")),
+            fmt(rss.get("window_end")),
+            when,
+            str(st.get("frames_for_stalled_total", "-")),
+            str(st.get("frames_read_after_resume", "-")),
+            fmt(st.get("frames_unaccounted"), "{:.0f}"),
+            fmt(r["server_cpu_us_per_delivery"]),
+            fmt(r.get("x_bare"), "{:.2f}"),
+        ])  # fmt: skip
+    columns = ["rooms", "server", "stalled", "others' loss %", "p50 ms", "p99 ms", "max ms",
+               "dropped_backlog (window)", "frames for stalled (window)",
+               "dropped_backlog (warm-up)", "RSS MiB load start", "RSS MiB window start",
+               "RSS MiB window end", "stalled closed by server (s after stall)",
+               "frames for stalled (run)", "read after resume", "neither read nor counted",
+               "server CPU us/delivery", "x bare"]  # fmt: skip
+    return md_table(columns, cells)
 
 
 def passed(res: dict, max_p99: float, max_loss: float) -> bool:

@@ -18,22 +18,15 @@ generator's own loop ran late), `utc`, `rss_mib` (servers),
 from __future__ import annotations
 
 import itertools
-import math
 import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench.report import fmt, md_table, percentile
+
 # /metrics counters shown per interval (voiceroom_voice_<name>_total).
 DROP_COUNTERS = ("dropped_backlog", "dropped_overload", "dropped_rate", "dropped_muted")
 EPS = 1e-6
-
-
-def percentile(sorted_values, q: float) -> float:
-    """Nearest-rank percentile of an already sorted sequence (same rule as bench.loadgen)."""
-    if not sorted_values:
-        return float("nan")
-    k = max(0, min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[k]
 
 
 def marks(warmup: float, duration: float, interval: float) -> list[float]:
@@ -358,33 +351,33 @@ def verdict(rows: list[dict], limits: Limits | None = None) -> dict:
     }
 
 
-def _f(v, fmt="{:.1f}") -> str:
-    return "-" if v is None else fmt.format(v)
-
-
 def table(rows: list[dict]) -> str:
     """The time series as a markdown table (one row per interval)."""
-    lines = [
-        "| phase | t s | deliveries/s | loss % | p50 ms | p99 ms | max ms | RSS MiB "
-        "| server CPU us/delivery | drops backlog/overload/rate/muted | gaps "
-        "| others' CPU % | loadgen CPU % | loadgen skipped ticks |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    cells = []
     for r in rows:
         lat = r["latency_ms"]
         d = r["drops"]
         drops = "-" if d is None else "/".join(f"{d[n]:.0f}" for n in DROP_COUNTERS)
-        lines.append(
-            f"| {r['phase']} | {r['t_start_s']:.0f} to {r['t_end_s']:.0f} "
-            f"| {_f(r['deliveries_per_s'], '{:.0f}')} | {_f(r['loss_pct'], '{:.2f}')} "
-            f"| {_f(lat['p50'], '{:.2f}')} | {_f(lat['p99'], '{:.2f}')} "
-            f"| {_f(lat['max'], '{:.1f}')} | {_f(r['rss_mib'])} "
-            f"| {_f(r['server_cpu_us_per_delivery'])} | {drops} | {r['gap_frames']} "
-            f"| {_f(r['other_processes_cpu_pct'], '{:.0f}')} "
-            f"| {_f(r['loadgen_cpu_pct'], '{:.0f}')} "
-            f"| {_f(r.get('loadgen_skipped_ticks'), '{:.0f}')} |"
-        )
-    return "\n".join(lines)
+        cells.append([
+            r["phase"],
+            f"{r['t_start_s']:.0f} to {r['t_end_s']:.0f}",
+            fmt(r["deliveries_per_s"], "{:.0f}"),
+            fmt(r["loss_pct"], "{:.2f}"),
+            fmt(lat["p50"], "{:.2f}"),
+            fmt(lat["p99"], "{:.2f}"),
+            fmt(lat["max"], "{:.1f}"),
+            fmt(r["rss_mib"]),
+            fmt(r["server_cpu_us_per_delivery"]),
+            drops,
+            str(r["gap_frames"]),
+            fmt(r["other_processes_cpu_pct"], "{:.0f}"),
+            fmt(r["loadgen_cpu_pct"], "{:.0f}"),
+            fmt(r.get("loadgen_skipped_ticks"), "{:.0f}"),
+        ])  # fmt: skip
+    columns = ["phase", "t s", "deliveries/s", "loss %", "p50 ms", "p99 ms", "max ms", "RSS MiB",
+               "server CPU us/delivery", "drops backlog/overload/rate/muted", "gaps",
+               "others' CPU %", "loadgen CPU %", "loadgen skipped ticks"]  # fmt: skip
+    return md_table(columns, cells)
 
 
 def summary(v: dict) -> str:
@@ -396,27 +389,27 @@ def summary(v: dict) -> str:
         [
             f"**Verdict: {v['verdict']}.**",
             "",
-            f"- RSS after warm-up: {_f(rss['start_mib'])} MiB at the window start, "
-            f"{_f(rss['end_mib'])} MiB at its end ({_f(rss['growth_mib'], '{:+.1f}')} MiB, "
-            f"{_f(rss['growth_pct'], '{:+.2f}')} %); linear fit "
-            f"{_f(rss['slope_mib_per_min'], '{:+.3f}')} MiB/min "
-            f"({_f(rss['fitted_growth_mib'], '{:+.1f}')} MiB over {v['measured_min']:.1f} min); "
-            f"max {_f(rss['max_mib'])} MiB; allowed {_f(rss['allowed_mib'])} MiB.",
-            f"- Loss: {_f(loss['loss_pct'], '{:.4f}')} % ({loss['received']} of "
+            f"- RSS after warm-up: {fmt(rss['start_mib'])} MiB at the window start, "
+            f"{fmt(rss['end_mib'])} MiB at its end ({fmt(rss['growth_mib'], '{:+.1f}')} MiB, "
+            f"{fmt(rss['growth_pct'], '{:+.2f}')} %); linear fit "
+            f"{fmt(rss['slope_mib_per_min'], '{:+.3f}')} MiB/min "
+            f"({fmt(rss['fitted_growth_mib'], '{:+.1f}')} MiB over {v['measured_min']:.1f} min); "
+            f"max {fmt(rss['max_mib'])} MiB; allowed {fmt(rss['allowed_mib'])} MiB.",
+            f"- Loss: {fmt(loss['loss_pct'], '{:.4f}')} % ({loss['received']} of "
             f"{loss['expected']} expected deliveries; worst interval "
-            f"{_f(loss['worst_interval_pct'], '{:.4f}')} %); sequence gaps "
+            f"{fmt(loss['worst_interval_pct'], '{:.4f}')} %); sequence gaps "
             f"{loss['gap_frames']}; /metrics drops: {drops_s}.",
-            f"- Latency: p99 {_f(lat['p99_first_ms'], '{:.2f}')} ms in the first interval, "
-            f"{_f(lat['p99_last_ms'], '{:.2f}')} ms in the last (median "
-            f"{_f(lat['p99_median_ms'], '{:.2f}')}, worst {_f(lat['p99_max_ms'], '{:.2f}')}); "
-            f"linear fit {_f(lat['p99_slope_ms_per_min'], '{:+.4f}')} ms/min "
-            f"({_f(lat['p99_fitted_rise_ms'], '{:+.2f}')} ms over the window; allowed "
-            f"{_f(lat['allowed_rise_ms'], '{:.2f}')}); max {_f(lat['max_ms'], '{:.1f}')} ms.",
-            f"- Throughput {_f(v['deliveries_per_s'], '{:.0f}')} deliveries/s; server CPU "
-            f"{_f(v['server_cpu_us_per_delivery'], '{:.1f}')} us/delivery (mean of the "
-            f"intervals); other processes {_f(noise['other_processes_cpu_pct_mean'], '{:.0f}')} "
-            f"% of a core on average, {_f(noise['other_processes_cpu_pct_max'], '{:.0f}')} % at "
-            f"most; steal at most {_f(noise['steal_pct_max'], '{:.1f}')} %; the load generator "
+            f"- Latency: p99 {fmt(lat['p99_first_ms'], '{:.2f}')} ms in the first interval, "
+            f"{fmt(lat['p99_last_ms'], '{:.2f}')} ms in the last (median "
+            f"{fmt(lat['p99_median_ms'], '{:.2f}')}, worst {fmt(lat['p99_max_ms'], '{:.2f}')}); "
+            f"linear fit {fmt(lat['p99_slope_ms_per_min'], '{:+.4f}')} ms/min "
+            f"({fmt(lat['p99_fitted_rise_ms'], '{:+.2f}')} ms over the window; allowed "
+            f"{fmt(lat['allowed_rise_ms'], '{:.2f}')}); max {fmt(lat['max_ms'], '{:.1f}')} ms.",
+            f"- Throughput {fmt(v['deliveries_per_s'], '{:.0f}')} deliveries/s; server CPU "
+            f"{fmt(v['server_cpu_us_per_delivery'], '{:.1f}')} us/delivery (mean of the "
+            f"intervals); other processes {fmt(noise['other_processes_cpu_pct_mean'], '{:.0f}')} "
+            f"% of a core on average, {fmt(noise['other_processes_cpu_pct_max'], '{:.0f}')} % at "
+            f"most; steal at most {fmt(noise['steal_pct_max'], '{:.1f}')} %; the load generator "
             f"skipped {noise['loadgen_skipped_ticks']} speaker ticks in "
             f"{noise['intervals_with_skipped_ticks']} interval(s).",
         ]

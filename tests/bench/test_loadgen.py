@@ -7,12 +7,16 @@ import hashlib
 import json
 import random
 import struct
+import subprocess
+import sys
 import time
 
 import pytest
 
-from bench import loadgen
-from bench.loadgen import OPEN, WSClientProtocol
+from bench import loadgen, wsclient
+from bench.client import PAYLOAD_MIN, BenchClient, Stats
+from bench.wsclient import OPEN, WSClientProtocol
+from tests.bench.conftest import ROOT
 
 
 class FakeTransport:
@@ -170,7 +174,7 @@ def test_handshake_then_frames_in_the_same_read():
     key = next(
         line.split(": ", 1)[1] for line in request.split("\r\n") if line.startswith("Sec-Web")
     )
-    accept = base64.b64encode(hashlib.sha1(key.encode() + loadgen.WS_GUID).digest()).decode()
+    accept = base64.b64encode(hashlib.sha1(key.encode() + wsclient.WS_GUID).digest()).decode()
     answer = (
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
@@ -192,13 +196,13 @@ def test_refused_upgrade_is_an_error():
 
 
 def test_voice_frames_are_counted_and_checked():
-    stats = loadgen.Stats(rooms=1)
+    stats = Stats(rooms=1)
     stats.room_of = [0, 0, 0]
     stats.w0, stats.w1 = 0, 1 << 62
-    client = loadgen.BenchClient("h:1", "/", stats, 0, 0, 120, want_welcome=False)
+    client = BenchClient("h:1", "/", stats, 0, 0, 120, want_welcome=False)
     client.state = OPEN
     client.transport = FakeTransport()
-    pad = bytes(120 - loadgen.PAYLOAD_MIN)
+    pad = bytes(120 - PAYLOAD_MIN)
 
     def voice(uid, seq, sidx):
         ts = time.perf_counter_ns()
@@ -250,3 +254,22 @@ def test_loadgen_against_bare_relay(bare_relay, tmp_path):
     assert saved["deliveries_per_s"] == res["deliveries_per_s"]
     for key in ("date", "hostname", "python", "cpu_model", "params"):
         assert saved[key]
+
+
+@pytest.mark.processes
+def test_python_m_bench_loadgen_runs_as_documented(bare_relay, tmp_path):
+    """`python -m bench.loadgen` (docs/benchmarks.md; bench.run starts it this way) still
+    runs a load test, prints its summary line and writes the JSON, now that the parts
+    live in modules of their own."""
+    port, pid = bare_relay
+    out = tmp_path / "res.json"
+    argv = [sys.executable, "-m", "bench.loadgen", "--target", "bare"]
+    argv += ["--url", f"http://127.0.0.1:{port}", "--server-pid", str(pid), "--quiet"]
+    argv += ["--rooms", "1", "--members", "3", "--speakers", "1", "--duration", "1"]
+    argv += ["--warmup", "0.3", "--grace", "0.3", "--json", str(out), "--label", "cli"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("bare cli: deliveries/s "), done.stdout
+    assert " loss 0.000%, gaps 0," in done.stdout, done.stdout
+    saved = json.loads(out.read_text())
+    assert saved["label"] == "cli" and saved["connections"]["connected"] == 3

@@ -10,7 +10,8 @@ from array import array
 import pytest
 
 from bench import loadgen, run, soak
-from bench.loadgen import OPEN
+from bench.client import PAYLOAD_MIN, BenchClient, Stats
+from bench.wsclient import OPEN
 
 MS = 1_000_000  # ns
 
@@ -270,15 +271,15 @@ def test_table_has_a_row_per_interval():
 
 
 def test_voice_frames_and_sends_are_bucketed_by_send_time():
-    stats = loadgen.Stats(rooms=1)
+    stats = Stats(rooms=1)
     stats.room_of = [0, 0]
     now = time.perf_counter_ns()
     stats.w0, stats.w1 = now - 3000 * MS, now + 1000 * MS
     stats.set_buckets(1000 * MS, soak.buckets(4.0, 1.0))
     assert stats.recv_b == [0, 0, 0, 0] and stats.sent_b == [[0, 0, 0, 0]]
-    client = loadgen.BenchClient("h:1", "/", stats, 1, 0, 120, want_welcome=False)
+    client = BenchClient("h:1", "/", stats, 1, 0, 120, want_welcome=False)
     client.state = OPEN
-    pad = bytes(120 - loadgen.PAYLOAD_MIN)
+    pad = bytes(120 - PAYLOAD_MIN)
 
     def voice(seq, ts):
         body = struct.pack("!BII", 1, 1, seq) + struct.pack("!qI", ts, 0) + pad

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import idle, loadgen
+from bench import idle, loadgen, probes
 from bench.loadgen import LoadConfig
 
 METRICS_TEXT = """\
@@ -24,7 +24,7 @@ broken_value abc
 
 
 def test_parse_metrics():
-    m = loadgen.parse_metrics(METRICS_TEXT)
+    m = probes.parse_metrics(METRICS_TEXT)
     assert m["voiceroom_voice_dropped_backlog_total"] == 42
     assert m["voiceroom_sockets_local"] == 7
     assert m['python_info{implementation="CPython",major="3",version="3.11.7 x"}'] == 1
@@ -96,7 +96,7 @@ def test_stalled_listener_accounting_against_bare_relay(bare_relay):
 @pytest.mark.processes
 def test_scrape_metrics_of_a_server_without_metrics(bare_relay):
     port, _ = bare_relay
-    assert loadgen.scrape_metrics([f"http://127.0.0.1:{port}"], timeout=3) is None
+    assert probes.scrape_metrics([f"http://127.0.0.1:{port}"], timeout=3) is None
 
 
 @pytest.mark.processes
