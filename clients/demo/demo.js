@@ -345,14 +345,9 @@ function isModerator() {
   return Boolean(client.you && (client.you.role === 'owner' || client.you.role === 'admin'));
 }
 
-/** The server's rule, so the page does not send frames it would drop. */
+/** The SDK's speak rule (maySpeak), so the page does not send frames the server would drop. */
 function canSpeak() {
-  const you = client.you;
-  if (!you || client.state !== 'open' || you.muted || you.self_muted) return false;
-  if (!client.room || client.room.seat_count === 0) return true;
-  if (you.seat === null || you.seat === undefined) return false;
-  const seat = client.seats[you.seat];
-  return !(seat && seat.muted);
+  return client.maySpeak();
 }
 
 // -- signing in --

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from django.contrib.staticfiles import finders
 from django.test import Client
 
 from tests.live import ROOT
+
+
+def sdk_modules() -> list[str]:
+    """The modules clients/js/voiceroom.js imports, as paths under clients/js/."""
+    entry = (ROOT / "clients/js/voiceroom.js").read_text()
+    return sorted({m.removeprefix("./") for m in re.findall(r"from '(\./[^']+)'", entry)})
 
 
 def test_the_sdk_served_is_the_file_in_clients_js():
@@ -14,6 +22,25 @@ def test_the_sdk_served_is_the_file_in_clients_js():
     assert found and open(found, "rb").read() == (ROOT / "clients/js/voiceroom.js").read_bytes()
     for name in ("demo/demo.js", "demo/worklets.js", "demo/demo.css"):
         assert finders.find(name), name
+
+
+def test_every_module_of_the_sdk_is_served():
+    # The entry re-exports ES modules under js/voiceroom/; a browser fetches each one.
+    modules = sdk_modules()
+    on_disk = sorted(f"voiceroom/{p.name}" for p in (ROOT / "clients/js/voiceroom").glob("*.js"))
+
+    assert modules and set(modules) <= set(on_disk)
+    for name in on_disk:
+        found = finders.find(f"js/{name}")
+        assert found and open(found, "rb").read() == (ROOT / "clients/js" / name).read_bytes()
+
+
+def test_the_miniprogram_gets_the_sdk_and_its_modules():
+    # WeChat tools compile files inside the mini-program folder only: lib/ holds the
+    # entry and every module it imports.
+    lib = ROOT / "clients/miniprogram/lib"
+    for name in ["voiceroom.js", *sdk_modules()]:
+        assert (lib / name).read_bytes() == (ROOT / "clients/js" / name).read_bytes(), name
 
 
 def test_what_is_not_for_browsers_is_not_served():

@@ -186,3 +186,51 @@ test('the same user connecting again replaces the older socket (4012, no reconne
   assert.equal(owner.state, 'closed');
   assert.equal(second.state, 'open');
 });
+
+test('seat requests and mute all, over the socket and REST', live, async () => {
+  const { room, owner, others } = await roomWith(2, { seat_count: 2 });
+  const [ann, bob] = others;
+
+  // Ann asks over the socket; the owner sees the request and keeps the queue.
+  const asked = owner.once('seat.requested', { timeoutMs: 5000 });
+  ann.requestSeat(1);
+  assert.deepEqual([(await asked).request.user_id, (await asked).request.index], [ann.user.id, 1]);
+  await until(() => ann.seatRequests.length === 1, { what: "ann's own request" });
+  assert.deepEqual(owner.seatRequests.map((r) => r.user_id), [ann.user.id]);
+
+  // Bob asks over REST, then withdraws the request.
+  const bobAsked = owner.once('seat.requested', { timeoutMs: 5000, where: (e) => e.request.user_id === bob.user.id });
+  await bob.createSeatRequest(room.id);
+  await bobAsked;
+  assert.deepEqual((await owner.listSeatRequests(room.id)).map((r) => r.user_id), [ann.user.id, bob.user.id]);
+  const withdrawn = owner.once('seat.request.cancelled', { timeoutMs: 5000 });
+  bob.cancelSeatRequest();
+  assert.equal((await withdrawn).user_id, bob.user.id);
+
+  // The owner accepts Ann's over the socket: she is seated on the seat she asked for.
+  const seated = ann.once('seat.request.resolved', { timeoutMs: 5000 });
+  owner.acceptSeatRequest(ann.user.id);
+  assert.deepEqual([(await seated).accepted, (await seated).index], [true, 1]);
+  await until(() => ann.you.seat === 1 && ann.maySpeak(), { what: 'ann seated, may speak' });
+  await until(() => owner.seatRequests.length === 0, { what: "the owner's queue emptied" });
+
+  // Bob asks again; the owner refuses over REST.
+  bob.requestSeat();
+  await until(() => owner.seatRequests.length === 1, { what: "bob's second request" });
+  const refused = bob.once('seat.request.resolved', { timeoutMs: 5000 });
+  await owner.resolveSeatRequest(room.id, bob.user.id, false);
+  assert.equal((await refused).accepted, false);
+
+  // Mute all over the socket: Ann may no longer speak; unmute all over REST.
+  owner.muteAll(true);
+  await until(() => ann.you.muted && bob.participants.get(ann.user.id).muted, { what: 'ann muted by mute all' });
+  assert.equal(ann.maySpeak(), false);
+  const members = await owner.muteAllMembers(room.id, false);
+  assert.deepEqual(members.map((m) => m.muted), [false, false]);
+  await until(() => !ann.you.muted && ann.maySpeak(), { what: 'ann unmuted' });
+
+  // A plain member may not mute all: the server refuses with an error event.
+  const error = ann.once('error', { timeoutMs: 5000 });
+  ann.muteAll(true);
+  assert.equal((await error).code, 'forbidden');
+});

@@ -15,6 +15,7 @@ import {
   pcm16ToFloat32,
   wxRequestFetch,
 } from '../voiceroom.js';
+import { P, ScriptedTransport, scriptedClient, serve, welcome } from '../testlib/scripted.mjs';
 
 test('parseVoiceFrame reads the 9-byte big-endian header and keeps the payload', () => {
   const bytes = new Uint8Array([2, 0, 0, 1, 2, 0xff, 0, 0, 7, 9, 8, 7]);
@@ -36,80 +37,6 @@ test('audio payloads carry their codec in the first byte', () => {
   assert.deepEqual(Array.from(back).map((x) => Math.round(x * 100) / 100), [0, 0.5, -0.5, 1, -1]);
   assert.equal(encodeAudioPayload(AUDIO_OPUS, new Uint8Array([1, 2]))[0], 0x02);
 });
-
-/** A transport whose sockets the test opens, feeds and closes by hand. */
-class ScriptedTransport {
-  constructor() {
-    this.sendsHeaders = false;
-    this.opened = [];
-  }
-  open(url, { headers }) {
-    const conn = {
-      url,
-      headers,
-      sent: [],
-      send(data) {
-        this.sent.push(data);
-      },
-      close() {},
-      onopen: null,
-      onmessage: null,
-      onclose: null,
-      onerror: null,
-    };
-    this.opened.push(conn);
-    return conn;
-  }
-  get last() {
-    return this.opened[this.opened.length - 1];
-  }
-}
-
-const P = (id, extra = {}) => ({
-  user_id: id,
-  username: `u${id}`,
-  display_name: '',
-  role: 'member',
-  muted: false,
-  self_muted: false,
-  seat: null,
-  connected: true,
-  ...extra,
-});
-
-function welcome(extra = {}) {
-  return {
-    type: 'welcome',
-    room: { id: 5, name: 'r', seat_count: 2 },
-    you: P(1),
-    participants: [P(1), P(2)],
-    seats: [
-      { index: 0, user_id: null, locked: false, muted: false },
-      { index: 1, user_id: null, locked: false, muted: false },
-    ],
-    session: { resume_token: 'tok', resume_window_s: 20 },
-    resumed: false,
-    ...extra,
-  };
-}
-
-function scriptedClient() {
-  const transport = new ScriptedTransport();
-  const tickets = [];
-  const client = new VoiceRoomClient({
-    baseUrl: 'http://server.invalid',
-    transport,
-    heartbeatMs: 0,
-    reconnect: { baseDelayMs: 1, maxDelayMs: 2 },
-    fetch: async (url, init) => {
-      tickets.push(url);
-      return { ok: true, status: 200, text: async () => JSON.stringify({ ticket: `t${tickets.length}`, ticket_expires_in: 60 }) };
-    },
-  });
-  return { client, transport, tickets };
-}
-
-const serve = (conn, message) => conn.onmessage(JSON.stringify(message));
 
 test('participants merge by user id through joined, updated, left and a second welcome', async () => {
   const { client, transport } = scriptedClient();

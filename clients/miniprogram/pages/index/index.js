@@ -6,8 +6,8 @@
 // Opus) cannot be decoded here and are skipped: open the demo page with ?codec=pcm to
 // talk with mini-program users.
 //
-// lib/voiceroom.js is clients/js/voiceroom.js (a symlink; copy the file if your tools do
-// not follow symlinks).
+// lib/voiceroom.js and lib/voiceroom/ are clients/js/voiceroom.js and its modules
+// (symlinks; copy both if your tools do not follow symlinks).
 import {
   AUDIO_PCM16,
   VoiceRoomClient,
@@ -134,12 +134,9 @@ Page({
     pending = bytes.slice(offset);
   },
 
+  /** The SDK's speak rule, and not while the user's own mute is on its way. */
   canSpeak() {
-    const you = client.you;
-    if (!you || client.state !== 'open' || you.muted || you.self_muted || this.data.muted) return false;
-    if (client.room.seat_count === 0) return true;
-    const seat = you.seat === null ? null : client.seats[you.seat];
-    return Boolean(seat && !seat.muted);
+    return !this.data.muted && client.maySpeak();
   },
 
   /** A voice frame from the server: schedule it after the speaker's previous one. */

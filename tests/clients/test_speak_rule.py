@@ -1,0 +1,76 @@
+"""The speak rule agrees between the server and the clients.
+
+tests/clients/speak_cases.json is one table of cases; clients/js/test/speak.test.mjs
+checks the SDK's `maySpeak` against it (the demo page and the mini-program use that
+function), and this file checks the server's rule against the same table.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+
+from tests.live import ROOT
+
+CASES = json.loads((ROOT / "tests/clients/speak_cases.json").read_text())["cases"]
+IDS = [case["name"] for case in CASES]
+
+
+def wire(case: dict) -> dict:
+    """The case as a welcome carries it: you, room, seats."""
+    return {
+        "room": {"id": 1, "seat_count": case["seat_count"]},
+        "you": {
+            "user_id": 1,
+            "role": "member",
+            "muted": case["muted"],
+            "self_muted": case["self_muted"],
+            "seat": case["seat"],
+            "connected": True,
+        },
+        "seats": [
+            {
+                "index": index,
+                "user_id": 1 if index == case["seat"] else None,
+                "locked": False,
+                "muted": index in case["muted_seats"],
+            }
+            for index in range(case["seat_count"])
+        ],
+    }
+
+
+def test_the_table_covers_every_reason():
+    answers = {case["may_speak"] for case in CASES}
+    assert answers == {True, False}
+    assert {case["seat_count"] == 0 for case in CASES} == {True, False}
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_the_consumers_speak_state_agrees(case):
+    """The gate the server applies to voice today (rooms/ws/consumer.py)."""
+    consumer = importlib.import_module("rooms.ws.consumer")
+    speak_state = getattr(consumer, "_SpeakState", None)
+    if speak_state is None:
+        pytest.skip("rooms.ws.consumer._SpeakState is gone: the rule is rooms.policy.may_speak")
+    assert speak_state(wire(case)).can_speak() is case["may_speak"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_policy_may_speak_agrees(case):
+    """The server's rule once it lives in rooms/policy.py (issue 13)."""
+    policy = importlib.import_module("rooms.policy")
+    may_speak = getattr(policy, "may_speak", None)
+    if may_speak is None:
+        pytest.skip("rooms.policy.may_speak does not exist yet (issue 13 moves the rule there)")
+    view = wire(case)
+    try:
+        answer = may_speak(you=view["you"], room=view["room"], seats=view["seats"])
+    except TypeError as exc:
+        pytest.fail(
+            "rooms.policy.may_speak does not take the wire's (you=, room=, seats=), as the "
+            f"SDK's maySpeak does: adapt this call to its signature ({exc})"
+        )
+    assert answer is case["may_speak"]
