@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from realtime import presence
 from realtime.relay import stats
 from rooms import services
+from rooms.contract import CloseCode
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class AddressLimitMiddleware:
         count = self.open.get(address, 0)
         if limit and count >= limit:
             stats.refused_limit += 1
-            await refuse(receive, send, services.CLOSE_TOO_MANY_SOCKETS)
+            await refuse(receive, send, CloseCode.TOO_MANY_SOCKETS)
             return
         self.open[address] = count + 1
         try:

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from realtime.presence import NODE_ID
 from realtime.relay import Endpoint, ensure_bus, relay, stats
 from rooms import events, reaper, services
+from rooms.contract import CloseCode
 from rooms.models import Room
 from rooms.ws.auth import refuse
 from rooms.ws.frames import (
@@ -41,8 +42,6 @@ from rooms.ws.frames import (
 from voiceroom.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
-
-CLOSE_NORMAL = 1000
 
 
 def _db(fn):
@@ -77,7 +76,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # The Redis layer subscribes the new channel at once; without Redis that
             # fails before the handshake, which servers turn into an HTTP 500.
             logger.warning("socket refused: the channel layer is down", exc_info=True)
-            await refuse(receive, send, services.CLOSE_UNAVAILABLE)
+            await refuse(receive, send, CloseCode.UNAVAILABLE)
             return
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
@@ -154,24 +153,24 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     )
                 except (DatabaseError, RedisError):
                     pass  # the reaper's reattach/timeouts settle it when Redis is back
-            await self._close(services.CLOSE_UNAVAILABLE)
+            await self._close(CloseCode.UNAVAILABLE)
 
     async def _enter(self) -> None:
         auth = self.scope.get("voiceroom_auth")
         if auth is not None and auth.method == "unavailable":
-            await self._close(services.CLOSE_UNAVAILABLE)
+            await self._close(CloseCode.UNAVAILABLE)
             return
         if auth is None or auth.user_id is None:
             # An unknown room is reported as such even to a bad credential.
             exists = await _db(Room.objects.filter(pk=self.room_id).exists)()
-            code = services.CLOSE_AUTH if exists else services.CLOSE_UNKNOWN_ROOM
+            code = CloseCode.AUTH_FAILED if exists else CloseCode.UNKNOWN_ROOM
             await self._close(code)
             return
         ensure_bus()
         reaper.ensure_running()
         if self._over_socket_limit(auth.user_id):
             stats.refused_limit += 1
-            await self._close(services.CLOSE_TOO_MANY_SOCKETS)
+            await self._close(CloseCode.TOO_MANY_SOCKETS)
             return
         result = await _db(services.participant_connect)(
             room_id=self.room_id,
@@ -206,7 +205,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         ):
             self.left_cleanly = True  # the service ended the session
             await self._leave_groups()
-            await self._close(services.CLOSE_AUTH)
+            await self._close(CloseCode.AUTH_FAILED)
             return
         if result.replaced_live_socket:
             await events.amember_replace(self.room_id, self.user_id, self.channel_name)
@@ -410,7 +409,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.endpoint is not None:
             relay.remove(self.endpoint)
             self.endpoint.can_speak = False
-        asyncio.get_running_loop().create_task(self.close(code=services.CLOSE_POLICY))
+        asyncio.get_running_loop().create_task(self.close(code=CloseCode.POLICY))
 
     async def _send_json(self, message: dict) -> None:
         await self.send(text_data=dumps(message))
@@ -447,7 +446,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def room_closed(self, event):
         await self._forward(event)
         self.left_cleanly = True  # the service already ended every session
-        await self._close(services.CLOSE_ROOM_CLOSED)
+        await self._close(CloseCode.ROOM_CLOSED)
 
     async def chat(self, event):
         await self._forward(event)
@@ -471,14 +470,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return  # closed already (e.g. by the credentials re-check): one close frame
         code = event["code"]
-        if code == services.CLOSE_LEFT and self.leaving_by_frame:
-            code = CLOSE_NORMAL
+        if code == CloseCode.LEFT and self.leaving_by_frame:
+            code = CloseCode.NORMAL
         await self._close(code)
 
     async def member_replace(self, event):
         if event["channel"] != self.channel_name:
             self.left_cleanly = True  # the session lives on in the newer socket
-            await self._close(services.CLOSE_REPLACED)
+            await self._close(CloseCode.REPLACED)
 
     def _apply_participant(self, participant: dict) -> None:
         self.state.participant_update(participant)
@@ -525,4 +524,4 @@ class UnknownRouteConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         await self.accept()
-        await self.close(code=services.CLOSE_UNKNOWN_ROOM)
+        await self.close(code=CloseCode.UNKNOWN_ROOM)
