@@ -3,6 +3,8 @@ notifications of a changed participant or seat."""
 
 from __future__ import annotations
 
+from django.db import transaction
+
 from accounts.models import User
 from realtime import presence
 from rooms import events, selectors
@@ -93,7 +95,8 @@ def _end_presence(membership: Membership, *, reason: str, close_code: int | None
     membership.seat = None
     membership.active = False
     membership.save(update_fields=["seat", "active", "muted", "banned", "ban_reason", "updated_at"])
-    session = presence.store().remove(room.pk, membership.user_id)
+    session = presence.store().get(room.pk, membership.user_id)
+    presence_remove_on_commit(room.pk, membership.user_id)
     if close_code is not None:
         events.member_close(room.pk, membership.user_id, close_code, reason)
     if session is not None:
@@ -101,6 +104,17 @@ def _end_presence(membership: Membership, *, reason: str, close_code: int | None
     if freed is not None:
         _seat_changed(room, freed)
     _seat_request_drop(room, membership.user_id, reason=reason)
+
+
+def presence_remove_on_commit(room_id: int, user_id: int, session_id: str | None = None) -> None:
+    """Forget the participant's session once the transaction commits.
+
+    Presence lives in Redis (or this process), outside the database transaction:
+    removed inside it, a rollback would leave the member active in the database but gone
+    from the room. Registered before the events of the same change, it runs before they
+    are sent, as it did when it ran in place.
+    """
+    transaction.on_commit(lambda: presence.store().remove(room_id, user_id, session_id))
 
 
 def _seat_request_drop(room: Room, user_id: int, *, reason: str) -> bool:

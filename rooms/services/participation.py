@@ -15,7 +15,7 @@ from rooms.models import (
     Membership,
     Room,
 )
-from rooms.services._common import _end_presence, _room_payload
+from rooms.services._common import _end_presence, _room_payload, presence_remove_on_commit
 
 
 @dataclass
@@ -166,8 +166,8 @@ def _participant_revoke(*, room_id: int, user_id: int, session_id: str | None) -
         .first()
     )
     if room is None or membership is None:
-        if presence.store().remove(room_id, user_id, session.session_id) is not None:
-            events.participant_left(room_id, user_id, "left")
+        presence_remove_on_commit(room_id, user_id, session.session_id)
+        events.participant_left(room_id, user_id, "left")
         return False
     membership.room = room
     _end_presence(
@@ -200,7 +200,7 @@ def participant_timeout(*, room_id: int, user_id: int, session_id: str) -> bool:
         .first()
     )
     if room is None or membership is None:
-        presence.store().remove(room_id, user_id, session_id)
+        presence_remove_on_commit(room_id, user_id, session_id)
         return False
     membership.room = room
     _end_presence(membership, reason="timeout", close_code=None)

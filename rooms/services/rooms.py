@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.db import transaction
 
 from accounts.models import User
@@ -133,6 +135,12 @@ def _seats_resized(room: Room, old_count: int) -> None:
             _seat_request_drop(room, user_id, reason="no_seats")
 
 
+def _sessions_forget(room_id: int) -> None:
+    store = presence.store()
+    for session in store.sessions(room_id):
+        store.remove(room_id, session.user_id)
+
+
 @transaction.atomic
 def room_close(*, room: Room, actor: User | None) -> Room:
     """Close the room: every socket gets room.closed then close 4011; joins are refused."""
@@ -147,8 +155,8 @@ def room_close(*, room: Room, actor: User | None) -> Room:
     Membership.objects.filter(room=room, active=True).update(active=False)
     # Every socket is about to close; the requests go without an event each.
     SeatRequest.objects.filter(room=room).delete()
-    for session in presence.store().sessions(room.pk):
-        presence.store().remove(room.pk, session.user_id)
+    # Presence is outside the transaction: forget the sessions only once it commits.
+    transaction.on_commit(functools.partial(_sessions_forget, room.pk))
     _audit(room=room, actor=actor, action=Action.ROOM_CLOSE)
     events.room_updated(room.pk, _room_payload(room))
     events.room_closed(room.pk)
