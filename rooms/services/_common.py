@@ -8,7 +8,6 @@ from django.db import transaction
 from accounts.models import User
 from realtime import presence
 from rooms import events, selectors
-from rooms.api.serializers import RoomSerializer
 from rooms.models import (
     Membership,
     ModerationAction,
@@ -22,10 +21,6 @@ Role = Membership.Role
 
 
 Action = ModerationAction.Action
-
-
-def _room_payload(room: Room) -> dict:
-    return dict(RoomSerializer(room).data)
 
 
 def _audit(

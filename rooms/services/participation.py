@@ -15,7 +15,7 @@ from rooms.models import (
     Membership,
     Room,
 )
-from rooms.services._common import _end_presence, _room_payload, presence_remove_on_commit
+from rooms.services._common import _end_presence, presence_remove_on_commit
 
 
 @dataclass
@@ -97,7 +97,7 @@ def participant_connect(
         events.participant_updated(room.pk, participant)
     welcome = {
         "type": "welcome",
-        "room": _room_payload(room),
+        "room": selectors.room_dict(room),
         "you": participant,
         "participants": selectors.participant_list(room_id=room.pk),
         "seats": selectors.seat_list(room=room),

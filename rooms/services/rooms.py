@@ -8,8 +8,7 @@ from django.db import transaction
 
 from accounts.models import User
 from realtime import presence
-from rooms import events, policy
-from rooms.api.serializers import seat_dict
+from rooms import events, policy, selectors
 from rooms.models import (
     CAPACITY_MAX,
     CAPACITY_MIN,
@@ -28,7 +27,6 @@ from rooms.services._common import (
     _ensure_seats,
     _lock_room,
     _participant_changed,
-    _room_payload,
     _seat_changed,
     _seat_request_drop,
 )
@@ -101,7 +99,7 @@ def room_update(
     if changed:
         _audit(room=room, actor=actor, action=Action.ROOM_UPDATE, detail=changed)
         # First, so that clients know the new seat count before the seat events.
-        events.room_updated(room.pk, _room_payload(room))
+        events.room_updated(room)
     if seat_count is not None and seat_count != old_seats:
         _seats_resized(room, old_seats)
     return room
@@ -127,7 +125,7 @@ def _seats_resized(room: Room, old_count: int) -> None:
     Seat.objects.filter(room=room, index__gte=new_count).update(locked=False, muted=False)
     for index in freed:
         seat = Seat.objects.get(room=room, index=index)
-        events.seat_updated(room.pk, seat_dict(seat, None))
+        events.seat_updated(room.pk, selectors.seat_dict(seat, None))
     for membership in unseated:
         _participant_changed(membership)
     if new_count == 0:
@@ -158,7 +156,7 @@ def room_close(*, room: Room, actor: User | None) -> Room:
     # Presence is outside the transaction: forget the sessions only once it commits.
     transaction.on_commit(functools.partial(_sessions_forget, room.pk))
     _audit(room=room, actor=actor, action=Action.ROOM_CLOSE)
-    events.room_updated(room.pk, _room_payload(room))
+    events.room_updated(room)
     events.room_closed(room.pk)
     return room
 
@@ -173,5 +171,5 @@ def room_open(*, room: Room, actor: User | None) -> Room:
     room.status = Room.Status.OPEN
     room.save(update_fields=["status", "updated_at"])
     _audit(room=room, actor=actor, action=Action.ROOM_OPEN)
-    events.room_updated(room.pk, _room_payload(room))
+    events.room_updated(room)
     return room

@@ -159,11 +159,14 @@ def test_room_filters_status_private_created(admin_client, room, owner):
 # --- room actions ----------------------------------------------------------------------------
 
 
-def test_close_and_open_actions_go_through_services(admin_client, admin_user, room, alice):
+def test_close_and_open_actions_go_through_services(
+    admin_client, admin_user, room, alice, django_capture_on_commit_callbacks
+):
     connect(room, alice)
-    response = admin_client.post(
-        ROOMS_URL, {"action": "close_rooms", "_selected_action": [room.pk]}, follow=True
-    )
+    with django_capture_on_commit_callbacks(execute=True):  # presence clears after commit
+        response = admin_client.post(
+            ROOMS_URL, {"action": "close_rooms", "_selected_action": [room.pk]}, follow=True
+        )
     assert response.status_code == 200
     assert "Closed 1 room(s)." in messages_of(response)
     room.refresh_from_db()
