@@ -7,7 +7,7 @@ from django.db import transaction
 
 from accounts.models import User
 from realtime import presence
-from rooms import events, selectors
+from rooms import events, policy, selectors
 from rooms.models import (
     Membership,
     ModerationAction,
@@ -26,14 +26,19 @@ Action = ModerationAction.Action
 def _audit(
     *,
     room: Room,
-    actor: User | None,
+    actor: policy.Actor | None,
     action: str,
     target: User | None = None,
     reason: str = "",
     detail: dict | None = None,
 ) -> None:
     ModerationAction.objects.create(
-        room=room, actor=actor, target=target, action=action, reason=reason, detail=detail or {}
+        room=room,
+        actor=actor if isinstance(actor, User) else None,  # SYSTEM: no actor on the row
+        target=target,
+        action=action,
+        reason=reason,
+        detail=detail or {},
     )
 
 

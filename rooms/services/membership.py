@@ -86,11 +86,10 @@ def member_leave(*, room: Room, user: User, reason: str = "left") -> None:
 
 
 @transaction.atomic
-def member_mute(*, room: Room, actor: User | None, user_id: int, muted: bool) -> Membership:
+def member_mute(*, room: Room, actor: policy.Actor, user_id: int, muted: bool) -> Membership:
     room = _lock_room(room.pk)
     target = _lock_member(room, user_id)
-    if actor is not None:
-        policy.require_moderator(room=room, actor=actor, target=target)
+    policy.require_moderator(room=room, actor=actor, target=target)
     if target.muted != muted:
         target.muted = muted
         target.save(update_fields=["muted", "updated_at"])
@@ -105,7 +104,7 @@ def member_mute(*, room: Room, actor: User | None, user_id: int, muted: bool) ->
 
 
 @transaction.atomic
-def room_mute_all(*, room: Room, actor: User | None, muted: bool) -> list[Membership]:
+def room_mute_all(*, room: Room, actor: policy.Actor, muted: bool) -> list[Membership]:
     """Mute (or unmute) every member in the room but its moderators, in one act.
 
     Applies to the active plain members now (not the owner, not admins, not the actor);
@@ -113,12 +112,10 @@ def room_mute_all(*, room: Room, actor: User | None, muted: bool) -> list[Member
     `participant.updated`. Returns the members it applies to, in their new state.
     """
     room = _lock_room(room.pk)
-    if actor is not None:
-        policy.require_moderator(room=room, actor=actor)
+    policy.require_moderator(room=room, actor=actor)
     members = Membership.objects.select_for_update().select_related("user")
     targets = list(members.filter(room=room, active=True, role=Role.MEMBER))
-    if actor is not None:
-        targets = [m for m in targets if m.user_id != actor.pk]
+    targets = [m for m in targets if m.user_id != actor.pk]
     changed = [m for m in targets if m.muted != muted]
     if changed:
         Membership.objects.filter(pk__in=[m.pk for m in changed]).update(
@@ -142,12 +139,11 @@ def room_mute_all(*, room: Room, actor: User | None, muted: bool) -> list[Member
 
 
 @transaction.atomic
-def member_kick(*, room: Room, actor: User | None, user_id: int) -> None:
+def member_kick(*, room: Room, actor: policy.Actor, user_id: int) -> None:
     """Out of the room now (socket closed 4010); may join again."""
     room = _lock_room(room.pk)
     target = _lock_member(room, user_id)
-    if actor is not None:
-        policy.require_moderator(room=room, actor=actor, target=target)
+    policy.require_moderator(room=room, actor=actor, target=target)
     if not target.active:
         raise Conflict("That member is not in the room.", code="not_in_room")
     target.room = room
@@ -156,12 +152,11 @@ def member_kick(*, room: Room, actor: User | None, user_id: int) -> None:
 
 
 @transaction.atomic
-def member_ban(*, room: Room, actor: User | None, user_id: int, reason: str = "") -> None:
+def member_ban(*, room: Room, actor: policy.Actor, user_id: int, reason: str = "") -> None:
     """Out of the room (socket closed 4003) and refused until unbanned."""
     room = _lock_room(room.pk)
     target = _lock_member(room, user_id)
-    if actor is not None:
-        policy.require_moderator(room=room, actor=actor, target=target)
+    policy.require_moderator(room=room, actor=actor, target=target)
     target.room = room
     target.banned = True
     target.ban_reason = reason or ""
@@ -170,11 +165,10 @@ def member_ban(*, room: Room, actor: User | None, user_id: int, reason: str = ""
 
 
 @transaction.atomic
-def member_unban(*, room: Room, actor: User | None, user_id: int) -> None:
+def member_unban(*, room: Room, actor: policy.Actor, user_id: int) -> None:
     room = _lock_room(room.pk)
     target = _lock_member(room, user_id)
-    if actor is not None:
-        policy.require_moderator(room=room, actor=actor, target=target)
+    policy.require_moderator(room=room, actor=actor, target=target)
     if target.banned:
         target.banned = False
         target.ban_reason = ""
@@ -183,12 +177,11 @@ def member_unban(*, room: Room, actor: User | None, user_id: int) -> None:
 
 
 @transaction.atomic
-def member_set_role(*, room: Room, actor: User | None, user_id: int, role: str) -> Membership:
+def member_set_role(*, room: Room, actor: policy.Actor, user_id: int, role: str) -> Membership:
     if role not in (Role.ADMIN, Role.MEMBER):
         raise ApplicationError("role must be 'admin' or 'member'.", code="invalid")
     room = _lock_room(room.pk)
-    if actor is not None:
-        policy.require_owner(room=room, actor=actor, permission=policy.MODERATE_MEMBERS)
+    policy.require_owner(room=room, actor=actor, permission=policy.MODERATE_MEMBERS)
     target = _lock_member(room, user_id)
     if target.role == Role.OWNER:
         raise Forbidden("The owner's role cannot be changed.")

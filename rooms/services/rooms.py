@@ -140,10 +140,9 @@ def _sessions_forget(room_id: int) -> None:
 
 
 @transaction.atomic
-def room_close(*, room: Room, actor: User | None) -> Room:
+def room_close(*, room: Room, actor: policy.Actor) -> Room:
     """Close the room: every socket gets room.closed then close 4011; joins are refused."""
-    if actor is not None:
-        policy.require_owner(room=room, actor=actor, permission=policy.CHANGE_ROOM)
+    policy.require_owner(room=room, actor=actor, permission=policy.CHANGE_ROOM)
     room = _lock_room(room.pk)
     if room.status == Room.Status.CLOSED:
         return room
@@ -162,9 +161,8 @@ def room_close(*, room: Room, actor: User | None) -> Room:
 
 
 @transaction.atomic
-def room_open(*, room: Room, actor: User | None) -> Room:
-    if actor is not None:
-        policy.require_owner(room=room, actor=actor, permission=policy.CHANGE_ROOM)
+def room_open(*, room: Room, actor: policy.Actor) -> Room:
+    policy.require_owner(room=room, actor=actor, permission=policy.CHANGE_ROOM)
     room = _lock_room(room.pk)
     if room.status == Room.Status.OPEN:
         return room

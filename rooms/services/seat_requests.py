@@ -54,7 +54,7 @@ def seat_request_cancel(*, room: Room, user: User) -> None:
 
 @transaction.atomic
 def seat_request_accept(
-    *, room: Room, actor: User | None, user_id: int, index: int | None = None
+    *, room: Room, actor: policy.Actor, user_id: int, index: int | None = None
 ) -> Membership:
     """A moderator seats the requester, with seat_take's rules.
 
@@ -62,8 +62,7 @@ def seat_request_accept(
     cannot be had (`seat_taken`, `seat_locked`, `no_free_seat`) the request stays pending.
     """
     room = _lock_room(room.pk)
-    if actor is not None:
-        policy.require_moderator(room=room, actor=actor)
+    policy.require_moderator(room=room, actor=actor)
     request = SeatRequest.objects.select_for_update().filter(room=room, user_id=user_id).first()
     if request is None:
         raise NotFound("No pending seat request from that member.", code="no_seat_request")
@@ -84,11 +83,10 @@ def seat_request_accept(
 
 
 @transaction.atomic
-def seat_request_refuse(*, room: Room, actor: User | None, user_id: int) -> None:
+def seat_request_refuse(*, room: Room, actor: policy.Actor, user_id: int) -> None:
     """A moderator turns the request down; requester and moderators get it resolved, false."""
     room = _lock_room(room.pk)
-    if actor is not None:
-        policy.require_moderator(room=room, actor=actor)
+    policy.require_moderator(room=room, actor=actor)
     request = (
         SeatRequest.objects.select_for_update()
         .select_related("user")

@@ -106,10 +106,9 @@ def seat_leave(*, room: Room, user: User) -> None:
 
 
 @transaction.atomic
-def seat_lock(*, room: Room, actor: User | None, index: int, locked: bool) -> None:
+def seat_lock(*, room: Room, actor: policy.Actor, index: int, locked: bool) -> None:
     room = _lock_room(room.pk)
-    if actor is not None:
-        policy.require_moderator(room=room, actor=actor)
+    policy.require_moderator(room=room, actor=actor)
     seat = _seat_row(room, index)
     if seat.locked == locked:
         return
@@ -136,10 +135,9 @@ def seat_lock(*, room: Room, actor: User | None, index: int, locked: bool) -> No
 
 
 @transaction.atomic
-def seat_mute(*, room: Room, actor: User | None, index: int, muted: bool) -> None:
+def seat_mute(*, room: Room, actor: policy.Actor, index: int, muted: bool) -> None:
     room = _lock_room(room.pk)
-    if actor is not None:
-        policy.require_moderator(room=room, actor=actor)
+    policy.require_moderator(room=room, actor=actor)
     seat = _seat_row(room, index)
     if seat.muted == muted:
         return
@@ -155,12 +153,11 @@ def seat_mute(*, room: Room, actor: User | None, index: int, muted: bool) -> Non
 
 
 @transaction.atomic
-def seat_remove(*, room: Room, actor: User | None, user_id: int) -> None:
+def seat_remove(*, room: Room, actor: policy.Actor, user_id: int) -> None:
     """A moderator takes a member off their seat."""
     room = _lock_room(room.pk)
     target = _lock_member(room, user_id)
-    if actor is not None:
-        policy.require_moderator(room=room, actor=actor, target=target)
+    policy.require_moderator(room=room, actor=actor, target=target)
     if target.seat is None:
         raise Conflict("That member is not on a seat.", code="not_seated")
     old = target.seat

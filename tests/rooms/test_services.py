@@ -23,7 +23,7 @@ def join(room, user=None, **kwargs):
 
 def admin_of(room):
     user = join(room)
-    services.member_set_role(room=room, actor=None, user_id=user.pk, role="admin")
+    services.member_set_role(room=room, actor=room.owner, user_id=user.pk, role="admin")
     return user
 
 
