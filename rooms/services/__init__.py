@@ -6,7 +6,8 @@ writes (with the audit log where a moderator acted), then broadcasts through
 rooms.events after the transaction commits.
 
 One module per subject: `rooms` (create, change, close, open), `membership` (join,
-leave, moderation of members), `tickets`, `participation` (who is connected now),
+leave, moderation of members), `moderation` (the table of moderation acts that
+every face uses), `tickets`, `participation` (who is connected now),
 `seats` and `seat_requests`. This package re-exports every public name so that callers
 keep writing `services.member_kick(...)` in this step of the redesign; new code may
 import from the subject module directly. Tests that replace a service replace it here
@@ -27,6 +28,7 @@ from rooms.services.membership import (
     members_absent_reap,
     room_mute_all,
 )
+from rooms.services.moderation import MODERATION_ACTS, ModerationAct, moderate
 from rooms.services.participation import (
     ConnectResult,
     participant_connect,
@@ -55,8 +57,10 @@ from rooms.services.tickets import (
 )
 
 __all__ = [
+    "MODERATION_ACTS",
     "ConnectResult",
     "JoinResult",
+    "ModerationAct",
     "TicketHolder",
     "events",
     "member_ban",
@@ -67,6 +71,7 @@ __all__ = [
     "member_set_role",
     "member_unban",
     "members_absent_reap",
+    "moderate",
     "participant_connect",
     "participant_disconnect",
     "participant_recheck",

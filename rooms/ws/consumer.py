@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from realtime.presence import NODE_ID
 from realtime.relay import Endpoint, ensure_bus, relay, stats
-from rooms import events, reaper, services
+from rooms import events, policy, reaper, services
 from rooms.contract import CloseCode
 from rooms.models import Room
 from rooms.ws.auth import refuse
@@ -358,22 +358,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._moderate(data)
 
     async def _moderate(self, data: dict) -> None:
-        room, actor, target = await self._room(), await self._user(), data.get("user_id")
-        action = data["action"]
-        if action in ("mute_all", "unmute_all"):
-            await _db(services.room_mute_all)(room=room, actor=actor, muted=action == "mute_all")
-        elif action in ("mute", "unmute"):
-            await _db(services.member_mute)(
-                room=room, actor=actor, user_id=target, muted=action == "mute"
-            )
-        elif action == "kick":
-            await _db(services.member_kick)(room=room, actor=actor, user_id=target)
-        elif action == "ban":
-            await _db(services.member_ban)(
-                room=room, actor=actor, user_id=target, reason=data.get("reason", "")
-            )
-        elif action == "seat.remove":
-            await _db(services.seat_remove)(room=room, actor=actor, user_id=target)
+        # frames.MODERATE_ACTIONS (validated before) are keys of services.MODERATION_ACTS.
+        room, actor = await self._room(), await self._user()
+        await _db(services.moderate)(
+            room=room,
+            actor=actor,
+            act=data["action"],
+            user_id=data.get("user_id"),
+            reason=data.get("reason", ""),
+        )
 
     async def _require_participant(self, user_id: int) -> None:
         if user_id == self.user_id:
@@ -508,14 +501,12 @@ class _SpeakState:
         self.seat_muted[seat["index"]] = seat["muted"]
 
     def can_speak(self) -> bool:
-        if self.muted or self.self_muted:
-            return False
-        if self.seat_count == 0:
-            return True
-        return (
-            self.seat is not None
-            and self.seat < self.seat_count
-            and not self.seat_muted.get(self.seat, False)
+        return policy.may_speak(
+            muted=self.muted,
+            self_muted=self.self_muted,
+            seat=self.seat,
+            seat_count=self.seat_count,
+            seat_muted=self.seat is not None and self.seat_muted.get(self.seat, False),
         )
 
 
