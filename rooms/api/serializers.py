@@ -76,6 +76,16 @@ class MemberSerializer(serializers.ModelSerializer):
 
 ParticipantSerializer = _declare("ParticipantSerializer", contract.Participant, read_only=False)
 
+SeatRequestSerializer = _declare(
+    "SeatRequestSerializer",
+    contract.SeatRequest,
+    read_only=False,
+    index=serializers.IntegerField(
+        allow_null=True, help_text="The seat asked for; null means any free seat."
+    ),
+    ts=serializers.CharField(help_text="When it was asked, ISO 8601 UTC."),
+)
+
 
 class RoomDetailSerializer(RoomSerializer):  # type: ignore[misc,valid-type]
     participants = serializers.SerializerMethodField()
