@@ -182,7 +182,8 @@ class Endpoint:
 
     async def close_stalled(self, code: int) -> None:
         try:
-            await self.send({"type": "websocket.close", "code": code})
+            # int(): daphne (autobahn) refuses an int subclass such as CloseCode.
+            await self.send({"type": "websocket.close", "code": int(code)})
         except Exception:  # aborted meanwhile, or gone: nothing left to tell it
             pass
 
@@ -320,7 +321,7 @@ class Relay:
         endpoints = [ep for room in self.rooms.values() for ep in room.values()]
         for ep in endpoints:
             try:
-                await ep.send({"type": "websocket.close", "code": code})
+                await ep.send({"type": "websocket.close", "code": int(code)})
             except Exception:
                 pass
         # Give the close frames time to leave before the server drops the connections.

@@ -192,7 +192,8 @@ async def refuse(receive, send, code: int) -> None:
     if message["type"] != "websocket.connect":
         return
     await send({"type": "websocket.accept"})
-    await send({"type": "websocket.close", "code": code})
+    # A plain int: daphne (autobahn) refuses an int subclass such as CloseCode.
+    await send({"type": "websocket.close", "code": int(code)})
 
 
 def _origin(scope):

@@ -252,6 +252,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             events.member_group(self.room_id, self.user_id), self.channel_name
         )
 
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # A plain int on the wire: daphne (autobahn) refuses an int subclass (CloseCode).
+        if code is not None and not isinstance(code, bool):
+            code = int(code)
+        await super().close(code=code, reason=reason)
+
     async def _close(self, code: int) -> None:
         self.closing = True
         await self.close(code=code)
@@ -515,4 +521,4 @@ class UnknownRouteConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         await self.accept()
-        await self.close(code=CloseCode.UNKNOWN_ROOM)
+        await self.close(code=int(CloseCode.UNKNOWN_ROOM))  # autobahn wants a plain int
