@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from realtime.servers.sockets import ServerSocket, server_socket
+from rooms.contract import CloseCode
 from rooms.ws.frames import (
     ABUSE_BUDGET,
     ABUSE_REFILL,
@@ -181,12 +182,12 @@ class Endpoint:
 
     async def close_stalled(self, code: int) -> None:
         try:
-            await self.send({"type": "websocket.close", "code": code})
+            # int(): daphne (autobahn) refuses an int subclass such as CloseCode.
+            await self.send({"type": "websocket.close", "code": int(code)})
         except Exception:  # aborted meanwhile, or gone: nothing left to tell it
             pass
 
 
-CLOSE_TOO_SLOW = 4014  # the socket stopped taking data: resume when you read again
 STALL_GRACE_S = 2.0  # after the 4014 close was queued, before the connection is aborted
 
 # Load shedding: when the event loop runs this late, the process is past what one core
@@ -254,9 +255,9 @@ class Relay:
                         ep.user_id,
                         ep.room_id,
                         stalled,
-                        CLOSE_TOO_SLOW,
+                        CloseCode.TOO_SLOW,
                     )
-                    task = asyncio.ensure_future(ep.close_stalled(CLOSE_TOO_SLOW))
+                    task = asyncio.ensure_future(ep.close_stalled(CloseCode.TOO_SLOW))
                     self._closing.add(task)
                     task.add_done_callback(self._closing.discard)
                 elif stalled >= limit_s + STALL_GRACE_S and ep.server is not None:
@@ -320,7 +321,7 @@ class Relay:
         endpoints = [ep for room in self.rooms.values() for ep in room.values()]
         for ep in endpoints:
             try:
-                await ep.send({"type": "websocket.close", "code": code})
+                await ep.send({"type": "websocket.close", "code": int(code)})
             except Exception:
                 pass
         # Give the close frames time to leave before the server drops the connections.
@@ -653,7 +654,7 @@ async def _drain_and_settle(limit_s: float = 5.0) -> None:
     """
     from asgiref.sync import sync_to_async
 
-    await relay.drain(CLOSE_DRAINING)
+    await relay.drain(CloseCode.DRAINING)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit_s
     await asyncio.sleep(0.1)  # disconnect handlers reach their sync step
@@ -670,7 +671,6 @@ def _nothing() -> None:
 
 
 _drain_installed = False
-CLOSE_DRAINING = 4013  # daphne's stand-in for 1012, see below
 
 
 def _drain_on_daphne_shutdown() -> None:
@@ -690,7 +690,7 @@ def _drain_on_daphne_shutdown() -> None:
         logger.info(
             "shutting down: closing %d sockets with %d",
             sum(map(len, relay.rooms.values())),
-            CLOSE_DRAINING,
+            CloseCode.DRAINING,
         )
         return defer.Deferred.fromFuture(asyncio.ensure_future(_drain_and_settle()))
 

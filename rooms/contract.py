@@ -14,6 +14,7 @@ One person in a room has one name per layer:
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Literal, TypedDict
 
 
 class CloseCode(IntEnum):
@@ -50,3 +51,121 @@ FINAL_CLOSE_CODES = frozenset(
         CloseCode.TOO_MANY_SOCKETS,
     }
 )
+
+
+# --- payloads: what the wire carries ---------------------------------------------------
+# Built once, in rooms.selectors (room_dict, participant_dict, seat_dict,
+# seat_request_dict); rooms.api.serializers derives the REST serializers (and so the
+# OpenAPI schema) from these declarations, so a shape is written here and nowhere else.
+
+
+class User(TypedDict):
+    id: int
+    username: str
+    display_name: str
+
+
+class Room(TypedDict):
+    id: int
+    name: str
+    topic: str
+    owner: User
+    status: str
+    capacity: int
+    seat_count: int
+    is_private: bool
+    online_count: int
+    created_at: str
+
+
+class Participant(TypedDict):
+    """A member who is in the room now (connected, or inside the resume window)."""
+
+    user_id: int
+    username: str
+    display_name: str
+    role: str
+    muted: bool
+    self_muted: bool
+    seat: int | None
+    connected: bool
+
+
+class Seat(TypedDict):
+    index: int
+    user_id: int | None
+    locked: bool
+    muted: bool
+
+
+class SeatRequest(TypedDict):
+    user_id: int
+    index: int | None
+    ts: str
+
+
+# --- server -> client events (docs/protocol.md) -----------------------------------------
+
+
+class SessionInfo(TypedDict):
+    resume_token: str
+    resume_window_s: int
+
+
+class Welcome(TypedDict):
+    type: Literal["welcome"]
+    room: Room
+    you: Participant
+    participants: list[Participant]
+    seats: list[Seat]
+    seat_requests: list[SeatRequest]
+    session: SessionInfo
+    resumed: bool
+
+
+class ParticipantJoined(TypedDict):
+    type: Literal["participant.joined"]
+    participant: Participant
+
+
+class ParticipantUpdated(TypedDict):
+    type: Literal["participant.updated"]
+    participant: Participant
+
+
+class ParticipantLeft(TypedDict):
+    type: Literal["participant.left"]
+    user_id: int
+    reason: str
+
+
+class SeatUpdated(TypedDict):
+    type: Literal["seat.updated"]
+    seat: Seat
+
+
+class RoomUpdated(TypedDict):
+    type: Literal["room.updated"]
+    room: Room
+
+
+class RoomClosed(TypedDict):
+    type: Literal["room.closed"]
+
+
+class SeatRequested(TypedDict):
+    type: Literal["seat.requested"]
+    request: SeatRequest
+
+
+class SeatRequestResolved(TypedDict, total=False):
+    type: Literal["seat.request.resolved"]
+    user_id: int
+    accepted: bool
+    index: int | None  # only when accepted
+
+
+class SeatRequestCancelled(TypedDict):
+    type: Literal["seat.request.cancelled"]
+    user_id: int
+    reason: str

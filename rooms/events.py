@@ -25,6 +25,9 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from rooms import selectors
+from rooms.models import Room
+
 logger = logging.getLogger(__name__)
 
 
@@ -91,8 +94,13 @@ def seat_updated(room_id: int, seat: dict) -> None:
     _after_commit(room_group(room_id), {"type": "seat.updated", "seat": seat})
 
 
-def room_updated(room_id: int, room: dict) -> None:
-    _after_commit(room_group(room_id), {"type": "room.updated", "room": room})
+def room_updated(room: Room) -> None:
+    """The payload is built after commit: its online count is a presence (Redis) round
+    trip, which must not run inside a transaction that holds the room's row lock."""
+    group = room_group(room.pk)
+    transaction.on_commit(
+        lambda: _send_now(group, {"type": "room.updated", "room": selectors.room_dict(room)})
+    )
 
 
 def room_closed(room_id: int) -> None:
@@ -108,8 +116,6 @@ def to_moderators(room_id: int, message: dict[str, Any], *, also: int | None = N
     The moderators are looked up now, inside the caller's transaction; the message goes
     out after it commits. `also` adds one more member (the requester of a seat).
     """
-    from rooms import selectors  # selectors never broadcast; this avoids an import cycle
-
     user_ids = set(selectors.moderator_user_ids(room_id=room_id))
     if also is not None:
         user_ids.add(also)

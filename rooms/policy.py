@@ -33,6 +33,26 @@ VIEW_MEMBERS = "rooms.view_membership"
 MODERATOR_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
 
 
+class SystemActor:
+    """The server acting on its own behalf (the reaper, resume timeouts, revocation,
+    management commands and test setup): it passes every check, and audit rows record
+    no actor. Passed explicitly, so no call skips authorization by leaving `actor` out."""
+
+    pk = None
+
+    def __repr__(self) -> str:
+        return "SYSTEM"
+
+
+SYSTEM = SystemActor()
+Actor = User | SystemActor
+
+
+def _require_actor(actor: object) -> None:
+    if not isinstance(actor, User | SystemActor):
+        raise TypeError(f"actor must be a user or rooms.policy.SYSTEM, not {actor!r}")
+
+
 def operator_may(user: User, permission: str) -> bool:
     """An active staff user holding `permission`: the admin's own test (its site admits
     active staff only, then each page and action checks the model permission)."""
@@ -51,14 +71,17 @@ def _active_membership(room: Room, user: User) -> Membership | None:
 def require_moderator(
     *,
     room: Room,
-    actor: User,
+    actor: Actor,
     target: Membership | None = None,
     permission: str = MODERATE_MEMBERS,
 ) -> None:
     """The owner, an active admin of the room, or an operator with `permission`.
 
-    Nobody acts on the owner; an admin does not act on another admin.
+    Nobody acts on the owner; an admin does not act on another admin. SYSTEM may.
     """
+    _require_actor(actor)
+    if isinstance(actor, SystemActor):
+        return
     if target is not None and target.role == Membership.Role.OWNER:
         raise Forbidden("Nobody can moderate the room's owner.")
     if room.owner_id == actor.pk or operator_may(actor, permission):
@@ -71,8 +94,11 @@ def require_moderator(
             raise Forbidden("An admin cannot moderate another admin.")
 
 
-def require_owner(*, room: Room, actor: User, permission: str) -> None:
-    """The room's owner, or an operator with `permission`."""
+def require_owner(*, room: Room, actor: Actor, permission: str) -> None:
+    """The room's owner, or an operator with `permission` (or SYSTEM)."""
+    _require_actor(actor)
+    if isinstance(actor, SystemActor):
+        return
     if room.owner_id == actor.pk or operator_may(actor, permission):
         return
     raise Forbidden("Only the room's owner or staff may do this.")
@@ -103,3 +129,26 @@ def needs_room_password(*, room: Room, user: User) -> bool:
     """Whether joining checks the room's password for this user (what the join
     throttle counts)."""
     return room.is_private and not may_enter_without_password(room=room, user=user)
+
+
+def may_speak(
+    *,
+    muted: bool,
+    self_muted: bool,
+    seat: int | None,
+    seat_count: int,
+    seat_muted: bool,
+) -> bool:
+    """The speak rule, once: whether a participant's voice is relayed.
+
+    Nobody muted (by a moderator or by themselves) speaks. A room without seats lets
+    everyone else speak; a room with seats, only whoever holds an existing seat that is
+    not muted. `seat_muted` is the mute of the participant's seat (False without one).
+    The socket's voice gate (rooms.ws.consumer) applies it; the SDK, the demo and the
+    mini-program show the same rule (docs/protocol.md).
+    """
+    if muted or self_muted:
+        return False
+    if seat_count == 0:
+        return True
+    return seat is not None and seat < seat_count and not seat_muted

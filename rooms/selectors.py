@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from accounts.models import User
 from realtime import presence
 from realtime.presence import Session
-from rooms import policy
-from rooms.api.serializers import seat_dict
+from rooms import contract, policy
 from rooms.models import Membership, Room, Seat, SeatRequest
 from voiceroom.errors import Forbidden, NotFound
 
@@ -68,6 +68,9 @@ def online_count(*, room_id: int) -> int:
     return presence.store().counts([room_id]).get(room_id, 0)
 
 
+_online_count = online_count  # room_dict's own, which takes an argument of that name
+
+
 def online_counts(*, room_ids: list[int]) -> dict[int, int]:
     return presence.store().counts(list(room_ids))
 
@@ -76,7 +79,41 @@ def online_user_ids(*, room_id: int) -> set[int]:
     return {s.user_id for s in presence.store().sessions(room_id)}
 
 
-def participant_dict(membership: Membership, session: Session) -> dict:
+# --- the payloads of rooms.contract: each shape is built here and only here ---------------
+
+
+def _drf_datetime(moment: datetime) -> str:
+    """A datetime as the REST API always wrote it (DRF's ISO 8601: the current time zone,
+    microseconds when there are any, `Z` for UTC), so REST and WebSocket agree."""
+    text = moment.astimezone(timezone.get_current_timezone()).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def room_dict(room: Room, *, online_count: int | None = None) -> contract.Room:
+    """The room as the wire shows it. `online_count` reads presence when not given: call
+    this outside transactions that hold row locks (services do, after commit)."""
+    owner = room.owner
+    return {
+        "id": room.pk,
+        "name": room.name,
+        "topic": room.topic,
+        "owner": {"id": owner.pk, "username": owner.username, "display_name": owner.display_name},
+        "status": room.status,
+        "capacity": room.capacity,
+        "seat_count": room.seat_count,
+        "is_private": room.is_private,
+        "online_count": (
+            online_count if online_count is not None else _online_count(room_id=room.pk)
+        ),
+        "created_at": _drf_datetime(room.created_at),
+    }
+
+
+def seat_dict(seat: Seat, user_id: int | None) -> contract.Seat:
+    return {"index": seat.index, "user_id": user_id, "locked": seat.locked, "muted": seat.muted}
+
+
+def participant_dict(membership: Membership, session: Session) -> contract.Participant:
     user = membership.user
     return {
         "user_id": user.pk,
@@ -90,7 +127,7 @@ def participant_dict(membership: Membership, session: Session) -> dict:
     }
 
 
-def participant_list(*, room_id: int) -> list[dict]:
+def participant_list(*, room_id: int) -> list[contract.Participant]:
     sessions = {s.user_id: s for s in presence.store().sessions(room_id)}
     if not sessions:
         return []
@@ -100,7 +137,7 @@ def participant_list(*, room_id: int) -> list[dict]:
     return [participant_dict(m, sessions[m.user_id]) for m in memberships]
 
 
-def seat_list(*, room: Room) -> list[dict]:
+def seat_list(*, room: Room) -> list[contract.Seat]:
     seated = dict(
         Membership.objects.filter(room=room, seat__isnull=False).values_list("seat", "user_id")
     )
@@ -110,7 +147,7 @@ def seat_list(*, room: Room) -> list[dict]:
     ]
 
 
-def seat_get(*, room: Room, index: int) -> dict:
+def seat_get(*, room: Room, index: int) -> contract.Seat:
     seat = Seat.objects.get(room=room, index=index)
     holder = (
         Membership.objects.filter(room=room, seat=index).values_list("user_id", flat=True).first()
@@ -134,11 +171,11 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def seat_request_dict(request: SeatRequest) -> dict:
+def seat_request_dict(request: SeatRequest) -> contract.SeatRequest:
     return {"user_id": request.user_id, "index": request.index, "ts": _iso(request.created_at)}
 
 
-def seat_request_list(*, room_id: int, user_id: int | None = None) -> list[dict]:
+def seat_request_list(*, room_id: int, user_id: int | None = None) -> list[contract.SeatRequest]:
     """Pending seat requests, oldest first; only `user_id`'s when given."""
     qs = SeatRequest.objects.filter(room_id=room_id).order_by("created_at", "id")
     if user_id is not None:
@@ -146,7 +183,7 @@ def seat_request_list(*, room_id: int, user_id: int | None = None) -> list[dict]
     return [seat_request_dict(r) for r in qs]
 
 
-def seat_request_list_visible(*, room: Room, viewer: User) -> list[dict]:
+def seat_request_list_visible(*, room: Room, viewer: User) -> list[contract.SeatRequest]:
     """The queue, for whom rooms.policy.may_see_seat_requests allows."""
     if not policy.may_see_seat_requests(room=room, user=viewer):
         raise Forbidden("Only the room's owner, its admins or staff may see seat requests.")

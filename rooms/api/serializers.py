@@ -2,42 +2,59 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any, get_args, get_type_hints
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.serializers import UserSerializer
-from rooms.models import Membership, Room, Seat
+from rooms import contract, selectors
+from rooms.models import Membership, Room
 
 
-class RoomSerializer(serializers.ModelSerializer):
-    owner = UserSerializer(read_only=True)
-    is_private = serializers.BooleanField(read_only=True)
-    online_count = serializers.SerializerMethodField()
+def _declare(
+    name: str, shape: type, *, base: type = serializers.Serializer, read_only: bool, **overrides
+) -> type:
+    """A serializer class whose fields (and so whose OpenAPI schema) are the keys of a
+    rooms.contract TypedDict, in order: the shape is declared once, in the contract.
+    `overrides` give a field a richer schema than its type says (an enum, a date)."""
+    attrs: dict[str, Any] = {"__doc__": shape.__doc__, "__module__": __name__}
+    for key, hint in get_type_hints(shape).items():
+        if key in overrides:
+            # A copy made now takes its place in the order (DRF orders fields by creation).
+            attrs[key] = copy.deepcopy(overrides[key])
+            continue
+        nullable = type(None) in get_args(hint)
+        kind = next(a for a in get_args(hint) if a is not type(None)) if nullable else hint
+        extra = {"allow_null": True} if nullable else {}
+        attrs[key] = _FIELDS[kind](read_only=read_only, **extra)
+    return type(name, (base,), attrs)
 
-    class Meta:
-        model = Room
-        fields = [
-            "id",
-            "name",
-            "topic",
-            "owner",
-            "status",
-            "capacity",
-            "seat_count",
-            "is_private",
-            "online_count",
-            "created_at",
-        ]
-        read_only_fields = fields
 
-    @extend_schema_field(serializers.IntegerField())
-    def get_online_count(self, room: Room) -> int:
-        counts = self.context.get("online_counts")
-        if counts is not None and room.pk in counts:
-            return counts[room.pk]
-        from rooms.selectors import online_count
+_FIELDS: dict[type, type[serializers.Field]] = {
+    int: serializers.IntegerField,
+    str: serializers.CharField,
+    bool: serializers.BooleanField,
+}
 
-        return online_count(room_id=room.pk)
+
+class _RoomBase(serializers.Serializer):
+    def to_representation(self, room: Room) -> dict:
+        # The list view counts everyone online in one presence round trip.
+        counts = self.context.get("online_counts") or {}
+        return dict(selectors.room_dict(room, online_count=counts.get(room.pk)))
+
+
+RoomSerializer = _declare(
+    "RoomSerializer",
+    contract.Room,
+    base=_RoomBase,
+    read_only=True,
+    owner=UserSerializer(read_only=True),
+    status=serializers.ChoiceField(choices=Room.Status.choices, read_only=True),
+    created_at=serializers.DateTimeField(read_only=True),
+)
 
 
 class MemberSerializer(serializers.ModelSerializer):
@@ -53,45 +70,29 @@ class MemberSerializer(serializers.ModelSerializer):
     def get_online(self, membership: Membership) -> bool:
         online = self.context.get("online_user_ids")
         if online is None:
-            from rooms.selectors import online_user_ids
-
-            online = online_user_ids(room_id=membership.room_id)
+            online = selectors.online_user_ids(room_id=membership.room_id)
         return membership.user_id in online
 
 
-class ParticipantSerializer(serializers.Serializer):
-    """A member who is in the room now (connected, or inside the resume window)."""
+ParticipantSerializer = _declare("ParticipantSerializer", contract.Participant, read_only=False)
 
-    user_id = serializers.IntegerField()
-    username = serializers.CharField()
-    display_name = serializers.CharField()
-    role = serializers.CharField()
-    muted = serializers.BooleanField()
-    self_muted = serializers.BooleanField()
-    seat = serializers.IntegerField(allow_null=True)
-    connected = serializers.BooleanField()
-
-
-class SeatSerializer(serializers.Serializer):
-    index = serializers.IntegerField()
-    user_id = serializers.IntegerField(allow_null=True)
-    locked = serializers.BooleanField()
-    muted = serializers.BooleanField()
+SeatRequestSerializer = _declare(
+    "SeatRequestSerializer",
+    contract.SeatRequest,
+    read_only=False,
+    index=serializers.IntegerField(
+        allow_null=True, help_text="The seat asked for; null means any free seat."
+    ),
+    ts=serializers.CharField(help_text="When it was asked, ISO 8601 UTC."),
+)
 
 
-class RoomDetailSerializer(RoomSerializer):
+class RoomDetailSerializer(RoomSerializer):  # type: ignore[misc,valid-type]
     participants = serializers.SerializerMethodField()
 
-    class Meta(RoomSerializer.Meta):
-        fields = [*RoomSerializer.Meta.fields, "participants"]
-        read_only_fields = fields
-
     @extend_schema_field(ParticipantSerializer(many=True))
-    def get_participants(self, room: Room) -> list[dict]:
-        from rooms.selectors import participant_list
+    def get_participants(self, room: Room) -> list[contract.Participant]:
+        return selectors.participant_list(room_id=room.pk)
 
-        return participant_list(room_id=room.pk)
-
-
-def seat_dict(seat: Seat, user_id: int | None) -> dict:
-    return {"index": seat.index, "user_id": user_id, "locked": seat.locked, "muted": seat.muted}
+    def to_representation(self, room: Room) -> dict:
+        return {**super().to_representation(room), "participants": self.get_participants(room)}

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from realtime import presence
 from realtime.relay import stats
 from rooms import services
+from rooms.contract import CloseCode
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class AddressLimitMiddleware:
         count = self.open.get(address, 0)
         if limit and count >= limit:
             stats.refused_limit += 1
-            await refuse(receive, send, services.CLOSE_TOO_MANY_SOCKETS)
+            await refuse(receive, send, CloseCode.TOO_MANY_SOCKETS)
             return
         self.open[address] = count + 1
         try:
@@ -191,7 +192,8 @@ async def refuse(receive, send, code: int) -> None:
     if message["type"] != "websocket.connect":
         return
     await send({"type": "websocket.accept"})
-    await send({"type": "websocket.close", "code": code})
+    # A plain int: daphne (autobahn) refuses an int subclass such as CloseCode.
+    await send({"type": "websocket.close", "code": int(code)})
 
 
 def _origin(scope):

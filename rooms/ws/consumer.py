@@ -23,7 +23,8 @@ from redis.exceptions import RedisError
 
 from realtime.presence import NODE_ID
 from realtime.relay import Endpoint, ensure_bus, relay, stats
-from rooms import events, reaper, services
+from rooms import events, policy, reaper, services
+from rooms.contract import CloseCode
 from rooms.models import Room
 from rooms.ws.auth import refuse
 from rooms.ws.frames import (
@@ -41,8 +42,6 @@ from rooms.ws.frames import (
 from voiceroom.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
-
-CLOSE_NORMAL = 1000
 
 
 def _db(fn):
@@ -77,7 +76,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # The Redis layer subscribes the new channel at once; without Redis that
             # fails before the handshake, which servers turn into an HTTP 500.
             logger.warning("socket refused: the channel layer is down", exc_info=True)
-            await refuse(receive, send, services.CLOSE_UNAVAILABLE)
+            await refuse(receive, send, CloseCode.UNAVAILABLE)
             return
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
@@ -154,24 +153,24 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     )
                 except (DatabaseError, RedisError):
                     pass  # the reaper's reattach/timeouts settle it when Redis is back
-            await self._close(services.CLOSE_UNAVAILABLE)
+            await self._close(CloseCode.UNAVAILABLE)
 
     async def _enter(self) -> None:
         auth = self.scope.get("voiceroom_auth")
         if auth is not None and auth.method == "unavailable":
-            await self._close(services.CLOSE_UNAVAILABLE)
+            await self._close(CloseCode.UNAVAILABLE)
             return
         if auth is None or auth.user_id is None:
             # An unknown room is reported as such even to a bad credential.
             exists = await _db(Room.objects.filter(pk=self.room_id).exists)()
-            code = services.CLOSE_AUTH if exists else services.CLOSE_UNKNOWN_ROOM
+            code = CloseCode.AUTH_FAILED if exists else CloseCode.UNKNOWN_ROOM
             await self._close(code)
             return
         ensure_bus()
         reaper.ensure_running()
         if self._over_socket_limit(auth.user_id):
             stats.refused_limit += 1
-            await self._close(services.CLOSE_TOO_MANY_SOCKETS)
+            await self._close(CloseCode.TOO_MANY_SOCKETS)
             return
         result = await _db(services.participant_connect)(
             room_id=self.room_id,
@@ -206,7 +205,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         ):
             self.left_cleanly = True  # the service ended the session
             await self._leave_groups()
-            await self._close(services.CLOSE_AUTH)
+            await self._close(CloseCode.AUTH_FAILED)
             return
         if result.replaced_live_socket:
             await events.amember_replace(self.room_id, self.user_id, self.channel_name)
@@ -252,6 +251,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(
             events.member_group(self.room_id, self.user_id), self.channel_name
         )
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # A plain int on the wire: daphne (autobahn) refuses an int subclass (CloseCode).
+        if code is not None and not isinstance(code, bool):
+            code = int(code)
+        await super().close(code=code, reason=reason)
 
     async def _close(self, code: int) -> None:
         self.closing = True
@@ -359,22 +364,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._moderate(data)
 
     async def _moderate(self, data: dict) -> None:
-        room, actor, target = await self._room(), await self._user(), data.get("user_id")
-        action = data["action"]
-        if action in ("mute_all", "unmute_all"):
-            await _db(services.room_mute_all)(room=room, actor=actor, muted=action == "mute_all")
-        elif action in ("mute", "unmute"):
-            await _db(services.member_mute)(
-                room=room, actor=actor, user_id=target, muted=action == "mute"
-            )
-        elif action == "kick":
-            await _db(services.member_kick)(room=room, actor=actor, user_id=target)
-        elif action == "ban":
-            await _db(services.member_ban)(
-                room=room, actor=actor, user_id=target, reason=data.get("reason", "")
-            )
-        elif action == "seat.remove":
-            await _db(services.seat_remove)(room=room, actor=actor, user_id=target)
+        # frames.MODERATE_ACTIONS (validated before) are keys of services.MODERATION_ACTS.
+        room, actor = await self._room(), await self._user()
+        await _db(services.moderate)(
+            room=room,
+            actor=actor,
+            act=data["action"],
+            user_id=data.get("user_id"),
+            reason=data.get("reason", ""),
+        )
 
     async def _require_participant(self, user_id: int) -> None:
         if user_id == self.user_id:
@@ -410,7 +408,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.endpoint is not None:
             relay.remove(self.endpoint)
             self.endpoint.can_speak = False
-        asyncio.get_running_loop().create_task(self.close(code=services.CLOSE_POLICY))
+        asyncio.get_running_loop().create_task(self.close(code=CloseCode.POLICY))
 
     async def _send_json(self, message: dict) -> None:
         await self.send(text_data=dumps(message))
@@ -447,7 +445,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def room_closed(self, event):
         await self._forward(event)
         self.left_cleanly = True  # the service already ended every session
-        await self._close(services.CLOSE_ROOM_CLOSED)
+        await self._close(CloseCode.ROOM_CLOSED)
 
     async def chat(self, event):
         await self._forward(event)
@@ -471,14 +469,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return  # closed already (e.g. by the credentials re-check): one close frame
         code = event["code"]
-        if code == services.CLOSE_LEFT and self.leaving_by_frame:
-            code = CLOSE_NORMAL
+        if code == CloseCode.LEFT and self.leaving_by_frame:
+            code = CloseCode.NORMAL
         await self._close(code)
 
     async def member_replace(self, event):
         if event["channel"] != self.channel_name:
             self.left_cleanly = True  # the session lives on in the newer socket
-            await self._close(services.CLOSE_REPLACED)
+            await self._close(CloseCode.REPLACED)
 
     def _apply_participant(self, participant: dict) -> None:
         self.state.participant_update(participant)
@@ -509,14 +507,12 @@ class _SpeakState:
         self.seat_muted[seat["index"]] = seat["muted"]
 
     def can_speak(self) -> bool:
-        if self.muted or self.self_muted:
-            return False
-        if self.seat_count == 0:
-            return True
-        return (
-            self.seat is not None
-            and self.seat < self.seat_count
-            and not self.seat_muted.get(self.seat, False)
+        return policy.may_speak(
+            muted=self.muted,
+            self_muted=self.self_muted,
+            seat=self.seat,
+            seat_count=self.seat_count,
+            seat_muted=self.seat is not None and self.seat_muted.get(self.seat, False),
         )
 
 
@@ -525,4 +521,4 @@ class UnknownRouteConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         await self.accept()
-        await self.close(code=services.CLOSE_UNKNOWN_ROOM)
+        await self.close(code=int(CloseCode.UNKNOWN_ROOM))  # autobahn wants a plain int

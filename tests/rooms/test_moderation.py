@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from realtime import presence
-from rooms import events, selectors, services
+from rooms import events, policy, selectors, services
 from rooms.models import Membership, ModerationAction, SeatRequest
 from tests.factories import RoomFactory, UserFactory, operator
 from voiceroom.errors import ApplicationError
@@ -29,7 +29,7 @@ def join(room, user=None):
 
 def admin_of(room):
     user = join(room)
-    services.member_set_role(room=room, actor=None, user_id=user.pk, role="admin")
+    services.member_set_role(room=room, actor=room.owner, user_id=user.pk, role="admin")
     return user
 
 
@@ -500,7 +500,7 @@ def test_role_rules_for_every_act(act, actor_kind, target_kind):
         target = join(room)
     target.is_admin = target_kind == "admin"
     if act == "unban":
-        services.member_ban(room=room, actor=None, user_id=target.pk)
+        services.member_ban(room=room, actor=policy.SYSTEM, user_id=target.pk)
     else:
         services.seat_take(room=room, user=target, index=3)
     before = membership(room, target)

@@ -15,7 +15,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from rooms import services
+from rooms import policy, services
 from rooms.models import Membership, ModerationAction, SeatRequest
 from tests.factories import token_for
 from tests.rooms.realtime import a_member, a_room, connect, owner_ticket, refused
@@ -54,7 +54,7 @@ class Scene:
         for _ in range(admins):
             client = await self._member()
             await database_sync_to_async(services.member_set_role)(
-                room=self.room, actor=None, user_id=client.user_id, role="admin"
+                room=self.room, actor=policy.SYSTEM, user_id=client.user_id, role="admin"
             )
             self.admins.append(client)
         await drain(*self.people)
@@ -623,7 +623,7 @@ async def test_seat_request_over_rest_and_a_late_moderator_sees_the_queue_in_wel
     # An admin named now, connecting now, finds the request in their welcome.
     user, ticket = await a_member(s.room)
     await database_sync_to_async(services.member_set_role)(
-        room=s.room, actor=None, user_id=user.pk, role="admin"
+        room=s.room, actor=policy.SYSTEM, user_id=user.pk, role="admin"
     )
     late = await connect(s.room.pk, ticket, user.pk)
     assert late.welcome["seat_requests"] == [response.json()]
@@ -685,7 +685,7 @@ async def test_room_page_shows_live_participants_with_their_state_and_buttons():
     await s.a.send(type="seat.take", index=1)
     await s.b.send(type="mute.self", muted=True)
     await database_sync_to_async(services.member_mute)(
-        room=s.room, actor=None, user_id=s.b.user_id, muted=True
+        room=s.room, actor=policy.SYSTEM, user_id=s.b.user_id, muted=True
     )
     await s.owner.event_where(
         "participant.updated",

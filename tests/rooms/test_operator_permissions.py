@@ -66,7 +66,7 @@ def fresh(w: World) -> Room:
 
 
 def close_first(w: World) -> None:
-    services.room_close(room=w.room, actor=None)
+    services.room_close(room=w.room, actor=w.room.owner)
 
 
 POWERS = [
@@ -218,7 +218,7 @@ def world(db) -> World:
     for user in (alice, carol, dave):
         services.member_join(room=room, user=user, password="secret")
     services.seat_request_create(room=room, user=carol)
-    services.member_ban(room=room, actor=None, user_id=dave.pk)
+    services.member_ban(room=room, actor=room.owner, user_id=dave.pk)
     return World(room=room, alice=alice, carol=carol, dave=dave)
 
 

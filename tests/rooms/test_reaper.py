@@ -11,7 +11,9 @@ from accounts.models import User
 from realtime import presence
 from realtime.relay import Endpoint, Relay
 from rooms import reaper, services
+from rooms.contract import CloseCode
 from rooms.models import Membership
+from voiceroom.errors import Conflict
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +36,7 @@ def test_a_member_who_joined_but_never_came_stops_holding_a_place_and_a_seat():
     Membership.objects.filter(pk=membership.pk).update(seat=1)
     # Full: the owner and the ghost.
     late = _user("late")
-    with pytest.raises(services.Conflict):
+    with pytest.raises(Conflict):
         services.member_join(room=room, user=late)
     _age(membership, 600)
     assert services.members_absent_reap(older_than_s=300) >= 1
@@ -140,7 +142,7 @@ def test_a_node_puts_its_live_sockets_back_when_redis_lost_them(monkeypatch):
     assert store.get(room.pk, opening.pk).connected is True  # still opening: left alone
     assert store.get(room.pk, dropped.pk).connected is False  # in its resume window now
     assert store.get(room.pk, kicked.pk) is None
-    assert services.CLOSE_FORBIDDEN in sent
+    assert CloseCode.FORBIDDEN in sent
     assert {(p["user_id"], p["connected"]) for p in sent if isinstance(p, dict)} == {
         (talker.pk, True),
         (dropped.pk, False),

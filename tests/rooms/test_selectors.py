@@ -38,7 +38,7 @@ def test_room_get_unknown_is_not_found(room_id):
 def test_room_list_is_newest_first_and_filters_by_status():
     old, new = RoomFactory(), RoomFactory()
     closed = RoomFactory()
-    services.room_close(room=closed, actor=None)
+    services.room_close(room=closed, actor=closed.owner)
 
     assert list(selectors.room_list()) == [closed, new, old]
     assert list(selectors.room_list(status="open")) == [new, old]

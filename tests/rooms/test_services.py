@@ -23,7 +23,7 @@ def join(room, user=None, **kwargs):
 
 def admin_of(room):
     user = join(room)
-    services.member_set_role(room=room, actor=None, user_id=user.pk, role="admin")
+    services.member_set_role(room=room, actor=room.owner, user_id=user.pk, role="admin")
     return user
 
 
@@ -260,13 +260,15 @@ def test_ticket_for_a_member_only():
     assert services.ticket_redeem(ticket=ticket, room_id=room.pk).user_id == user.pk
 
 
-def test_leave_frees_the_seat_and_ends_the_presence():
+def test_leave_frees_the_seat_and_ends_the_presence(django_capture_on_commit_callbacks):
     room = RoomFactory()
     user = join(room)
     services.seat_take(room=room, user=user, index=2)
     presence.store().attach(room.pk, user.pk, node="n", channel="c")
 
-    services.member_leave(room=room, user=user)
+    # Presence changes once the leave commits (tests/rooms/services/).
+    with django_capture_on_commit_callbacks(execute=True):
+        services.member_leave(room=room, user=user)
 
     mine = membership(room, user)
     assert not mine.active and mine.seat is None

@@ -142,7 +142,7 @@ def test_metrics_prometheus_text(client):
     owner = User.objects.create_user(username="metric-owner", password="pw-123456789")
     services.room_create(owner=owner, name="one")
     closed = services.room_create(owner=owner, name="two")
-    services.room_close(room=closed, actor=None)
+    services.room_close(room=closed, actor=closed.owner)
 
     response = client.get("/metrics")
     assert response.status_code == 200

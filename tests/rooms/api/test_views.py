@@ -66,7 +66,7 @@ def join(room, user=None, **kwargs):
 
 def admin_of(room):
     user = join(room)
-    services.member_set_role(room=room, actor=None, user_id=user.pk, role="admin")
+    services.member_set_role(room=room, actor=room.owner, user_id=user.pk, role="admin")
     return user
 
 
@@ -154,7 +154,7 @@ def test_list_pages(monkeypatch):
 
 def test_list_filters_by_status(room):
     closed = RoomFactory()
-    services.room_close(room=closed, actor=None)
+    services.room_close(room=closed, actor=closed.owner)
     client = client_for(UserFactory())
 
     open_ids = [r["id"] for r in client.get("/api/rooms/?status=open").json()["results"]]

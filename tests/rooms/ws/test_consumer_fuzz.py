@@ -625,7 +625,7 @@ def rest_ban(room: FuzzRoom, reason: str) -> tuple[int, dict | None]:
 
 @database_sync_to_async
 def unban(room: FuzzRoom) -> None:
-    services.member_unban(room=room.room, actor=None, user_id=room.ids["fuzzer"])
+    services.member_unban(room=room.room, actor=room.room.owner, user_id=room.ids["fuzzer"])
 
 
 @settings(FUZZ, max_examples=60)  # each example is a REST request and maybe a reconnect

@@ -1,13 +1,4 @@
-"""The operators' admin. It reads freely but changes state only through rooms.services.
-
-Opening, closing, muting (one member or all), kicking, banning, seating: each admin
-action and each button of a room's live participants table calls the same service as the
-REST API and the WebSocket moderation frames, so the audit log, the broadcasts and the
-sockets closed are the same whoever acted. Which of them an operator gets is decided by
-rooms.policy.operator_may, the test the services apply to that operator over REST and
-the socket. Where a service refuses (an `ApplicationError`), the operator sees its
-message; nothing is forced around it.
-"""
+"""The admin of rooms: list, edit, close and open, members inline, the live panel."""
 
 from __future__ import annotations
 
@@ -15,7 +6,6 @@ from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ActionForm
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
@@ -26,10 +16,9 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 
 from rooms import policy, selectors, services
-from rooms.models import Membership, ModerationAction, Room
+from rooms.admin.memberships import seat_number
+from rooms.models import Membership, Room
 from voiceroom.errors import ApplicationError
-
-# --- rooms ---------------------------------------------------------------------------------
 
 _NOT_LOOKED_UP = object()
 
@@ -79,14 +68,6 @@ class RoomAdminForm(forms.ModelForm):
     class Meta:
         model = Room
         fields = ["name", "topic", "owner", "capacity", "seat_count"]
-
-
-@admin.display(description="seat", ordering="seat")
-def seat_number(membership: Membership) -> int | str:
-    """Seats are numbered from 1 wherever a person reads them, as in the demo; the wire's
-    and the database's index counts from 0. No seat: "-", as the admin shows no value
-    (read-only forms would print a None as "None")."""
-    return "-" if membership.seat is None else membership.seat + 1
 
 
 class MembershipInline(admin.TabularInline):
@@ -250,7 +231,7 @@ class RoomAdmin(admin.ModelAdmin):
         self._room_action(
             request,
             queryset,
-            lambda room, actor: services.room_mute_all(room=room, actor=actor, muted=True),
+            lambda room, actor: services.moderate(room=room, actor=actor, act="mute_all"),
             "Muted everyone in",
         )
 
@@ -262,7 +243,7 @@ class RoomAdmin(admin.ModelAdmin):
         self._room_action(
             request,
             queryset,
-            lambda room, actor: services.room_mute_all(room=room, actor=actor, muted=False),
+            lambda room, actor: services.moderate(room=room, actor=actor, act="unmute_all"),
             "Unmuted everyone in",
         )
 
@@ -271,69 +252,22 @@ class RoomAdmin(admin.ModelAdmin):
     # What each button does: a service call on (room, actor, user id, ban reason), the
     # message the operator reads after it, and whether it needs a participant.
     LIVE_ACTS: dict[str, tuple[Callable[..., object], str, bool]] = {
-        "mute": (
-            lambda room, actor, uid, reason: services.member_mute(
-                room=room, actor=actor, user_id=uid, muted=True
-            ),
-            "Muted {who}.",
-            True,
-        ),
-        "unmute": (
-            lambda room, actor, uid, reason: services.member_mute(
-                room=room, actor=actor, user_id=uid, muted=False
-            ),
-            "Unmuted {who}.",
-            True,
-        ),
-        "kick": (
-            lambda room, actor, uid, reason: services.member_kick(
-                room=room, actor=actor, user_id=uid
-            ),
-            "Kicked {who}.",
-            True,
-        ),
-        "ban": (
-            lambda room, actor, uid, reason: services.member_ban(
-                room=room, actor=actor, user_id=uid, reason=reason
-            ),
-            "Banned {who}.",
-            True,
-        ),
-        "seat_remove": (
-            lambda room, actor, uid, reason: services.seat_remove(
-                room=room, actor=actor, user_id=uid
-            ),
-            "Took {who} off their seat.",
-            True,
-        ),
-        "accept": (
-            lambda room, actor, uid, reason: services.seat_request_accept(
-                room=room, actor=actor, user_id=uid
-            ),
-            "Seated {who}.",
-            True,
-        ),
-        "refuse": (
-            lambda room, actor, uid, reason: services.seat_request_refuse(
-                room=room, actor=actor, user_id=uid
-            ),
-            "Refused the seat request of {who}.",
-            True,
-        ),
-        "mute_all": (
-            lambda room, actor, uid, reason: services.room_mute_all(
-                room=room, actor=actor, muted=True
-            ),
-            "Muted everyone but the moderators.",
-            False,
-        ),
-        "unmute_all": (
-            lambda room, actor, uid, reason: services.room_mute_all(
-                room=room, actor=actor, muted=False
-            ),
-            "Unmuted everyone but the moderators.",
-            False,
-        ),
+        button: (
+            services.MODERATION_ACTS[act].run,
+            verb,
+            services.MODERATION_ACTS[act].needs_target,
+        )
+        for button, act, verb in [
+            ("mute", "mute", "Muted {who}."),
+            ("unmute", "unmute", "Unmuted {who}."),
+            ("kick", "kick", "Kicked {who}."),
+            ("ban", "ban", "Banned {who}."),
+            ("seat_remove", "seat.remove", "Took {who} off their seat."),
+            ("accept", "seat.request.accept", "Seated {who}."),
+            ("refuse", "seat.request.refuse", "Refused the seat request of {who}."),
+            ("mute_all", "mute_all", "Muted everyone but the moderators."),
+            ("unmute_all", "unmute_all", "Unmuted everyone but the moderators."),
+        ]
     }
 
     def get_urls(self):
@@ -439,154 +373,3 @@ class RoomAdmin(admin.ModelAdmin):
     )
     def close_rooms(self, request, queryset):
         self._room_action(request, queryset, services.room_close, "Closed")
-
-
-# --- memberships -------------------------------------------------------------------------
-
-
-class ModerationActionForm(ActionForm):
-    reason = forms.CharField(
-        required=False,
-        max_length=200,
-        label="Reason (for bans)",
-        help_text="Stored in the audit log.",
-    )
-
-
-@admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
-    """Members of every room. Read-only rows; change them with the moderation actions."""
-
-    list_display = ("room", "user", "role", "active", "muted", "banned", seat_number, "joined_at")
-    list_filter = ("role", "active", "muted", "banned")
-    search_fields = ("room__name", "user__username", "user__display_name")
-    list_select_related = ("room", "user")
-    readonly_fields = (
-        "room",
-        "user",
-        "role",
-        "active",
-        "muted",
-        "banned",
-        "ban_reason",
-        seat_number,
-        "joined_at",
-        "updated_at",
-    )
-    fields = readonly_fields
-    action_form = ModerationActionForm
-    actions = ["mute", "unmute", "kick", "ban", "unban"]
-
-    def has_add_permission(self, request):
-        return False  # people join rooms themselves (REST join)
-
-    def has_change_permission(self, request, obj=None):
-        return False  # no form edits: every change is a service call (the actions)
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # the row carries the ban and the role; kick instead
-
-    def has_moderate_permission(self, request) -> bool:
-        return policy.operator_may(request.user, policy.MODERATE_MEMBERS)
-
-    def _moderate(
-        self,
-        request: HttpRequest,
-        queryset: QuerySet[Membership],
-        call: Callable[[Membership], object],
-        verb: str,
-    ) -> None:
-        done = 0
-        for membership in queryset.select_related("room", "user"):
-            try:
-                call(membership)
-            except ApplicationError as exc:
-                self.message_user(
-                    request,
-                    f"{membership.user} in {membership.room}: {exc.detail}",
-                    messages.ERROR,
-                )
-            else:
-                done += 1
-        if done:
-            self.message_user(request, f"{verb} {done} member(s).", messages.SUCCESS)
-
-    @admin.action(description="Mute the selected members", permissions=["moderate"])
-    def mute(self, request, queryset):
-        self._moderate(
-            request,
-            queryset,
-            lambda m: services.member_mute(
-                room=m.room, actor=request.user, user_id=m.user_id, muted=True
-            ),
-            "Muted",
-        )
-
-    @admin.action(description="Unmute the selected members", permissions=["moderate"])
-    def unmute(self, request, queryset):
-        self._moderate(
-            request,
-            queryset,
-            lambda m: services.member_mute(
-                room=m.room, actor=request.user, user_id=m.user_id, muted=False
-            ),
-            "Unmuted",
-        )
-
-    @admin.action(
-        description="Kick the selected members (they may join again)", permissions=["moderate"]
-    )
-    def kick(self, request, queryset):
-        self._moderate(
-            request,
-            queryset,
-            lambda m: services.member_kick(room=m.room, actor=request.user, user_id=m.user_id),
-            "Kicked",
-        )
-
-    @admin.action(description="Ban the selected members (reason above)", permissions=["moderate"])
-    def ban(self, request, queryset):
-        reason = (request.POST.get("reason") or "").strip()[:200]
-        self._moderate(
-            request,
-            queryset,
-            lambda m: services.member_ban(
-                room=m.room, actor=request.user, user_id=m.user_id, reason=reason
-            ),
-            "Banned",
-        )
-
-    @admin.action(description="Unban the selected members", permissions=["moderate"])
-    def unban(self, request, queryset):
-        self._moderate(
-            request,
-            queryset,
-            lambda m: services.member_unban(room=m.room, actor=request.user, user_id=m.user_id),
-            "Unbanned",
-        )
-
-
-# --- audit log ----------------------------------------------------------------------------
-
-
-@admin.register(ModerationAction)
-class ModerationActionAdmin(admin.ModelAdmin):
-    """The audit log, as the services wrote it. Nobody adds, edits or deletes entries."""
-
-    list_display = ("created_at", "room", "action", "actor", "target", "reason")
-    list_filter = ("action", "created_at")
-    search_fields = ("room__name", "actor__username", "target__username", "reason")
-    list_select_related = ("room", "actor", "target")
-    date_hierarchy = "created_at"
-    fields = ("created_at", "room", "action", "actor", "target", "reason", "detail")
-    readonly_fields = fields
-    actions = None
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
