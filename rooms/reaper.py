@@ -1,8 +1,9 @@
 """The per-process housekeeping loop: node heartbeats, dead nodes, expired resume windows.
 
-Every node runs one. Work is claimed atomically in the presence store (a dead node's
-heartbeat entry, an expired deadline), so when several nodes reap at once each item is
-handled exactly once.
+Every node runs one: the rooms app registers `run` as a job of the realtime runtime
+(rooms/apps.py), which starts it with the rest of its background work. Work is claimed
+atomically in the presence store (a dead node's heartbeat entry, an expired deadline),
+so when several nodes reap at once each item is handled exactly once.
 """
 
 from __future__ import annotations
@@ -15,14 +16,11 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from realtime import presence
-from realtime.relay import relay
+from realtime.relay import Relay
+from realtime.runtime import Runtime
 from rooms import services
 
 logger = logging.getLogger(__name__)
-
-_task: asyncio.Task | None = None
-_loop: asyncio.AbstractEventLoop | None = None
-
 
 ABSENT_EVERY_S = 30.0
 _last_beat: float | None = None  # time.monotonic() of this process's last heartbeat
@@ -86,7 +84,7 @@ def tick(now: float | None = None, sequences: list[tuple[int, int, str, int]] = 
     return lost
 
 
-def _local_sockets() -> list[tuple[int, int, str, int]]:
+def _local_sockets(relay: Relay) -> list[tuple[int, int, str, int]]:
     return [
         (ep.room_id, ep.user_id, ep.channel, ep.seq)
         for room in relay.rooms.values()
@@ -95,7 +93,9 @@ def _local_sockets() -> list[tuple[int, int, str, int]]:
     ]
 
 
-async def _run() -> None:
+async def run(rt: Runtime) -> None:
+    """The housekeeping loop of one runtime (a job: realtime.runtime.register_job)."""
+    relay = rt.relay
     interval = min(1.0, float(settings.VOICEROOM_NODE_HEARTBEAT_S))
     reattach = False
     pruned = time.monotonic()
@@ -105,11 +105,11 @@ async def _run() -> None:
             if time.monotonic() - pruned > ABSENT_EVERY_S:
                 pruned = time.monotonic()
                 # Memory only: the sessions kept for `reattach`, of sockets now gone.
-                presence.store().keep_only({s[2] for s in _local_sockets()})
+                rt.store.keep_only({s[2] for s in _local_sockets(relay)})
             if lost or reattach:
                 # Sockets may have come or gone unrecorded, or presence lost them.
                 await database_sync_to_async(services.participants_reattach)(
-                    node=presence.NODE_ID, sockets=_local_sockets()
+                    node=rt.node_id, sockets=_local_sockets(relay)
                 )
                 reattach = False
         except asyncio.CancelledError:
@@ -118,12 +118,3 @@ async def _run() -> None:
             logger.warning("presence housekeeping failed; retrying", exc_info=True)
             reattach = True
         await asyncio.sleep(interval)
-
-
-def ensure_running() -> None:
-    global _task, _loop
-    loop = asyncio.get_running_loop()
-    if _task is not None and not _task.done() and _loop is loop:
-        return
-    _loop = loop
-    _task = loop.create_task(_run())
