@@ -15,6 +15,9 @@ Design (measured in docs/benchmarks.md; facts from the relay probe):
   cannot leave (see `Relay._sweep_stalled` and realtime/servers/sockets.py).
 - With Redis, frames also go to the other nodes that have sockets in the room through
   the voice bus (realtime/bus.py).
+- Whether a socket may speak is carried with its endpoint (`can_speak`), kept current by
+  its consumer from events and re-read on a timer by the runtime (realtime/runtime.py),
+  so a lost event cannot leave a muted member speaking.
 Control events (joins, moderation, chat) keep the ordinary channel-layer path.
 """
 

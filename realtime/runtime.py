@@ -5,8 +5,9 @@ A process has one `Runtime` (`current()`), made from settings on first use:
   load shedding, stalled sockets);
 - the presence store (Redis or in-process) and the Redis voice bus with its tasks;
 - the jobs other apps register (`register_job`): the rooms app registers its
-  housekeeping loop (heartbeats, dead nodes, expired resume windows; rooms/reaper.py),
-  so realtime never imports rooms' models or services;
+  housekeeping loop (heartbeats, dead nodes, expired resume windows; rooms/reaper.py)
+  and the speak re-check (`set_speak_check`), so realtime never imports rooms' models
+  or services;
 - under daphne, the drain of every socket before the reactor stops.
 
 Nothing starts when a module is imported. The background work starts once, on the
@@ -31,13 +32,22 @@ from realtime.relay import Relay
 logger = logging.getLogger(__name__)
 
 Job = Callable[["Runtime"], Awaitable[None]]
+# {room_id: [user_id, ...]} of the local sockets -> {(room_id, user_id): may speak now}
+SpeakCheck = Callable[[dict[int, list[int]]], Awaitable[dict[tuple[int, int], bool]]]
 
 _jobs: dict[str, Job] = {}
+_speak_check: SpeakCheck | None = None
 
 
 def register_job(name: str, job: Job) -> None:
     """Run `job(runtime)` as a background task of every runtime (once per name)."""
     _jobs[name] = job
+
+
+def set_speak_check(check: SpeakCheck | None) -> None:
+    """Where the speak re-check reads who may speak (the rooms app's database)."""
+    global _speak_check
+    _speak_check = check
 
 
 class Runtime:
@@ -49,6 +59,7 @@ class Runtime:
         redis_prefix: str = "vr",
         shed_after_lag_s: float = 0.0,
         stalled_close_s: float = 0.0,
+        speak_recheck_s: float = 0.0,
     ) -> None:
         self.node_id = node_id
         self.relay = Relay()
@@ -59,6 +70,7 @@ class Runtime:
         self.relay.bus = self.bus
         self.shed_after_lag_s = shed_after_lag_s
         self.stalled_close_s = stalled_close_s
+        self.speak_recheck_s = speak_recheck_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
 
@@ -71,6 +83,7 @@ class Runtime:
             redis_prefix=settings.VOICEROOM_REDIS_PREFIX,
             shed_after_lag_s=settings.VOICEROOM_SHED_AFTER_LAG_MS / 1000,
             stalled_close_s=float(settings.VOICEROOM_STALLED_SOCKET_CLOSE_S),
+            speak_recheck_s=float(settings.VOICEROOM_SPEAK_RECHECK_S),
         )
 
     @property
@@ -89,6 +102,8 @@ class Runtime:
         if self.bus is not None:
             self.bus.start()
         tasks = [loop.create_task(job(self), name=f"runtime:{name}") for name, job in _jobs.items()]
+        if self.speak_recheck_s > 0:
+            tasks.append(loop.create_task(self._recheck_speakers(), name="runtime:speak"))
         self._tasks = tasks
         from realtime.servers import daphne
 
@@ -113,6 +128,36 @@ class Runtime:
         if self.bus is not None:
             await self.bus.close()
         self._loop = None
+
+    async def _recheck_speakers(self) -> None:
+        """Re-read who may speak, so the relay's mute gate does not rest on events alone.
+
+        The consumer keeps `Endpoint.can_speak` current from `participant.updated`,
+        `seat.updated` and `room.updated` events, which are best effort: one lost (a
+        channel layer at capacity, a node restarting) would leave a muted member heard
+        for ever. Every `speak_recheck_s` the state is read again from where it is kept
+        (membership, seats, presence) and applied, so a muted member is silenced within
+        that period plus one read, whatever happened to the event.
+        """
+        every = self.speak_recheck_s
+        while True:
+            await asyncio.sleep(every)
+            check = _speak_check
+            rooms = {room_id: list(room) for room_id, room in self.relay.rooms.items()}
+            if check is None or not rooms:
+                continue
+            try:
+                allowed = await check(rooms)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is down: keep what the events said
+                logger.warning("speak re-check failed; retrying", exc_info=True)
+                continue
+            for room_id, users in rooms.items():
+                for user_id in users:
+                    ep = self.relay.local(room_id, user_id)
+                    if ep is not None:
+                        ep.can_speak = allowed.get((room_id, user_id), False)
 
 
 _current: Runtime | None = None

@@ -24,6 +24,7 @@ class RoomsConfig(AppConfig):
 
         metrics.register()
         # The realtime runtime runs rooms' database work as callbacks (it imports no
-        # rooms models or services): housekeeping.
+        # rooms models or services): housekeeping, and who may speak for the mute gate.
         runtime.register_job("reaper", reaper.run)
+        runtime.set_speak_check(reaper.speak_check)
         credentials_revoked.connect(_credentials_revoked, dispatch_uid="rooms.participants_revoke")

@@ -1,4 +1,5 @@
-"""The per-process housekeeping loop: node heartbeats, dead nodes, expired resume windows.
+"""The per-process housekeeping loop: node heartbeats, dead nodes, expired resume windows;
+and the speak re-check's database read.
 
 Every node runs one: the rooms app registers `run` as a job of the realtime runtime
 (rooms/apps.py), which starts it with the rest of its background work. Work is claimed
@@ -19,6 +20,8 @@ from realtime import presence
 from realtime.relay import Relay
 from realtime.runtime import Runtime
 from rooms import services
+from rooms.models import Membership, Room, Seat
+from rooms.speak import may_speak
 
 logger = logging.getLogger(__name__)
 
@@ -118,3 +121,50 @@ async def run(rt: Runtime) -> None:
             logger.warning("presence housekeeping failed; retrying", exc_info=True)
             reattach = True
         await asyncio.sleep(interval)
+
+
+def speak_states(rooms: dict[int, list[int]]) -> dict[tuple[int, int], bool]:
+    """Whether each of these participants may speak now, read from the database (role,
+    mute, seat, seat mutes, seat count) and presence (self-mute): the speak re-check's
+    source (realtime.runtime), so the relay's gate holds even when an event is lost.
+    Three queries for all the rooms, plus one presence read per room."""
+    room_ids = list(rooms)
+    users = {u for user_ids in rooms.values() for u in user_ids}
+    seat_counts = dict(
+        Room.objects.filter(pk__in=room_ids, status=Room.Status.OPEN).values_list(
+            "pk", "seat_count"
+        )
+    )
+    muted_seats = set(
+        Seat.objects.filter(room_id__in=room_ids, muted=True).values_list("room_id", "index")
+    )
+    members = {
+        (room_id, user_id): (muted, seat)
+        for room_id, user_id, muted, seat in Membership.objects.filter(
+            room_id__in=room_ids, user_id__in=users, active=True, banned=False
+        ).values_list("room_id", "user_id", "muted", "seat")
+    }
+    store = presence.store()
+    allowed: dict[tuple[int, int], bool] = {}
+    for room_id, user_ids in rooms.items():
+        seat_count = seat_counts.get(room_id)
+        self_muted = {s.user_id: s.self_muted for s in store.sessions(room_id)}
+        for user_id in user_ids:
+            member = members.get((room_id, user_id))
+            if seat_count is None or member is None or user_id not in self_muted:
+                allowed[(room_id, user_id)] = False
+                continue
+            muted, seat = member
+            allowed[(room_id, user_id)] = may_speak(
+                muted=muted,
+                self_muted=self_muted[user_id],
+                seat=seat,
+                seat_count=seat_count,
+                seat_muted=(room_id, seat) in muted_seats,
+            )
+    return allowed
+
+
+async def speak_check(rooms: dict[int, list[int]]) -> dict[tuple[int, int], bool]:
+    """`speak_states` from the event loop (the runtime's speak re-check calls this)."""
+    return await database_sync_to_async(speak_states)(rooms)

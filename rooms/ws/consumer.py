@@ -26,6 +26,7 @@ from realtime.presence import NODE_ID
 from realtime.relay import Endpoint, Relay, stats
 from rooms import events, services
 from rooms.models import Room
+from rooms.speak import may_speak
 from rooms.ws.auth import refuse
 from rooms.ws.frames import (
     ABUSE_BUDGET,
@@ -512,14 +513,12 @@ class _SpeakState:
         self.seat_muted[seat["index"]] = seat["muted"]
 
     def can_speak(self) -> bool:
-        if self.muted or self.self_muted:
-            return False
-        if self.seat_count == 0:
-            return True
-        return (
-            self.seat is not None
-            and self.seat < self.seat_count
-            and not self.seat_muted.get(self.seat, False)
+        return may_speak(
+            muted=self.muted,
+            self_muted=self.self_muted,
+            seat=self.seat,
+            seat_count=self.seat_count,
+            seat_muted=self.seat_muted.get(self.seat, False),
         )
 
 

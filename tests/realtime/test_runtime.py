@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from realtime import presence, runtime
+from realtime.relay import Endpoint
 
 
 def _a_runtime(**kwargs) -> runtime.Runtime:
@@ -35,6 +36,33 @@ async def test_nothing_runs_until_started_and_start_is_once_per_loop(monkeypatch
     assert runs == [rt]  # the job ran once, with its runtime
     await rt.stop()
     assert all(t.done() for t in tasks) and not rt.running
+
+
+async def test_the_speak_recheck_corrects_an_endpoint_the_events_left_wrong(monkeypatch):
+    asked = []
+
+    async def check(rooms):
+        asked.append(rooms)
+        return {(1, 2): False, (1, 3): True}
+
+    monkeypatch.setattr(runtime, "_jobs", {})
+    monkeypatch.setattr(runtime, "_speak_check", check)
+    rt = _a_runtime(speak_recheck_s=0.05)
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    muted = Endpoint(room_id=1, user_id=2, send=send)
+    muted.can_speak = True  # the mute's event was lost
+    allowed = Endpoint(room_id=1, user_id=3, send=send)
+    rt.relay.add(muted)
+    rt.relay.add(allowed)
+    rt.start()
+    await asyncio.sleep(0.2)
+    await rt.stop()
+    assert asked and asked[0] == {1: [2, 3]}
+    assert muted.can_speak is False and allowed.can_speak is True
 
 
 def test_each_test_gets_a_fresh_runtime_and_presence_store():
