@@ -9,7 +9,8 @@ from __future__ import annotations
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from realtime.relay import relay, stats
+from realtime import runtime
+from realtime.relay import stats
 
 _COUNTERS = {
     "frames_in": "Voice frames received from clients",
@@ -46,6 +47,7 @@ class RelayCollector(Collector):
             "Sockets closed with 4029: too many sockets for one user or one address",
             value=stats.refused_limit,
         )
+        relay = runtime.current().relay
         yield GaugeMetricFamily(
             "voiceroom_rooms_local", "Rooms with sockets on this node", value=len(relay.rooms)
         )

@@ -19,7 +19,12 @@ class RoomsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.signals import credentials_revoked
-        from realtime import metrics
+        from realtime import metrics, runtime
+        from rooms import reaper
 
         metrics.register()
+        # The realtime runtime runs rooms' database work as callbacks (it imports no
+        # rooms models or services): housekeeping, and who may speak for the mute gate.
+        runtime.register_job("reaper", reaper.run)
+        runtime.set_speak_check(reaper.speak_check)
         credentials_revoked.connect(_credentials_revoked, dispatch_uid="rooms.participants_revoke")

@@ -1,8 +1,10 @@
-"""The per-process housekeeping loop: node heartbeats, dead nodes, expired resume windows.
+"""The per-process housekeeping loop: node heartbeats, dead nodes, expired resume windows;
+and the speak re-check's database read.
 
-Every node runs one. Work is claimed atomically in the presence store (a dead node's
-heartbeat entry, an expired deadline), so when several nodes reap at once each item is
-handled exactly once.
+Every node runs one: the rooms app registers `run` as a job of the realtime runtime
+(rooms/apps.py), which starts it with the rest of its background work. Work is claimed
+atomically in the presence store (a dead node's heartbeat entry, an expired deadline),
+so when several nodes reap at once each item is handled exactly once.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from realtime import presence
-from realtime.relay import relay
+from realtime.relay import Relay
+from realtime.runtime import Runtime
 from rooms import services
+from rooms.models import Membership, Room, Seat
+from rooms.policy import may_speak
 
 logger = logging.getLogger(__name__)
-
-_task: asyncio.Task | None = None
-_loop: asyncio.AbstractEventLoop | None = None
-
 
 ABSENT_EVERY_S = 30.0
 _last_beat: float | None = None  # time.monotonic() of this process's last heartbeat
@@ -86,7 +87,7 @@ def tick(now: float | None = None, sequences: list[tuple[int, int, str, int]] = 
     return lost
 
 
-def _local_sockets() -> list[tuple[int, int, str, int]]:
+def _local_sockets(relay: Relay) -> list[tuple[int, int, str, int]]:
     return [
         (ep.room_id, ep.user_id, ep.channel, ep.seq)
         for room in relay.rooms.values()
@@ -95,7 +96,9 @@ def _local_sockets() -> list[tuple[int, int, str, int]]:
     ]
 
 
-async def _run() -> None:
+async def run(rt: Runtime) -> None:
+    """The housekeeping loop of one runtime (a job: realtime.runtime.register_job)."""
+    relay = rt.relay
     interval = min(1.0, float(settings.VOICEROOM_NODE_HEARTBEAT_S))
     reattach = False
     pruned = time.monotonic()
@@ -105,11 +108,11 @@ async def _run() -> None:
             if time.monotonic() - pruned > ABSENT_EVERY_S:
                 pruned = time.monotonic()
                 # Memory only: the sessions kept for `reattach`, of sockets now gone.
-                presence.store().keep_only({s[2] for s in _local_sockets()})
+                rt.store.keep_only({s[2] for s in _local_sockets(relay)})
             if lost or reattach:
                 # Sockets may have come or gone unrecorded, or presence lost them.
                 await database_sync_to_async(services.participants_reattach)(
-                    node=presence.NODE_ID, sockets=_local_sockets()
+                    node=rt.node_id, sockets=_local_sockets(relay)
                 )
                 reattach = False
         except asyncio.CancelledError:
@@ -120,10 +123,48 @@ async def _run() -> None:
         await asyncio.sleep(interval)
 
 
-def ensure_running() -> None:
-    global _task, _loop
-    loop = asyncio.get_running_loop()
-    if _task is not None and not _task.done() and _loop is loop:
-        return
-    _loop = loop
-    _task = loop.create_task(_run())
+def speak_states(rooms: dict[int, list[int]]) -> dict[tuple[int, int], bool]:
+    """Whether each of these participants may speak now, read from the database (role,
+    mute, seat, seat mutes, seat count) and presence (self-mute): the speak re-check's
+    source (realtime.runtime), so the relay's gate holds even when an event is lost.
+    Three queries for all the rooms, plus one presence read per room."""
+    room_ids = list(rooms)
+    users = {u for user_ids in rooms.values() for u in user_ids}
+    seat_counts = dict(
+        Room.objects.filter(pk__in=room_ids, status=Room.Status.OPEN).values_list(
+            "pk", "seat_count"
+        )
+    )
+    muted_seats = set(
+        Seat.objects.filter(room_id__in=room_ids, muted=True).values_list("room_id", "index")
+    )
+    members = {
+        (room_id, user_id): (muted, seat)
+        for room_id, user_id, muted, seat in Membership.objects.filter(
+            room_id__in=room_ids, user_id__in=users, active=True, banned=False
+        ).values_list("room_id", "user_id", "muted", "seat")
+    }
+    store = presence.store()
+    allowed: dict[tuple[int, int], bool] = {}
+    for room_id, user_ids in rooms.items():
+        seat_count = seat_counts.get(room_id)
+        self_muted = {s.user_id: s.self_muted for s in store.sessions(room_id)}
+        for user_id in user_ids:
+            member = members.get((room_id, user_id))
+            if seat_count is None or member is None or user_id not in self_muted:
+                allowed[(room_id, user_id)] = False
+                continue
+            muted, seat = member
+            allowed[(room_id, user_id)] = may_speak(
+                muted=muted,
+                self_muted=self_muted[user_id],
+                seat=seat,
+                seat_count=seat_count,
+                seat_muted=(room_id, seat) in muted_seats,
+            )
+    return allowed
+
+
+async def speak_check(rooms: dict[int, list[int]]) -> dict[tuple[int, int], bool]:
+    """`speak_states` from the event loop (the runtime's speak re-check calls this)."""
+    return await database_sync_to_async(speak_states)(rooms)

@@ -55,17 +55,16 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture(autouse=True)
 def _clean_live_state(settings):
-    """Each test starts with empty presence, relay registry and cache."""
+    """Each test gets a fresh realtime runtime (relay registry, presence store, voice bus,
+    background tasks; made from this test's settings on first use), empty presence and
+    an empty cache. The runtime is dropped afterwards, its tasks cancelled."""
     from django.core.cache import cache
 
-    from realtime import presence
-    from realtime.relay import relay
+    from realtime import runtime
 
-    presence.reset_store()
-    presence.store().clear()
+    runtime.install(None)
+    runtime.current().store.clear()
     cache.clear()
-    relay.rooms.clear()
     yield
-    relay.rooms.clear()
-    presence.store().clear()
-    presence.reset_store()
+    runtime.current().store.clear()
+    runtime.install(None)

@@ -294,6 +294,9 @@ VOICEROOM_SHED_AFTER_LAG_MS = env.int("VOICEROOM_SHED_AFTER_LAG_MS", default=150
 # A socket whose server-side send buffer stays full (the client stopped reading) or that
 # stays stuck closing for this long is aborted; its member enters the resume window.
 VOICEROOM_STALLED_SOCKET_CLOSE_S = env.float("VOICEROOM_STALLED_SOCKET_CLOSE_S", default=10.0)
+# How often each node re-reads who may speak, so a lost mute event cannot leave a member
+# heard: a muted member is silenced within this period plus one read (0: events only).
+VOICEROOM_SPEAK_RECHECK_S = env.float("VOICEROOM_SPEAK_RECHECK_S", default=2.0)
 # Room sockets one node accepts per user (all rooms) and per client address; 0: no limit.
 VOICEROOM_MAX_SOCKETS_PER_USER = env.int("VOICEROOM_MAX_SOCKETS_PER_USER", default=5)
 VOICEROOM_MAX_SOCKETS_PER_ADDRESS = env.int("VOICEROOM_MAX_SOCKETS_PER_ADDRESS", default=100)

@@ -21,9 +21,10 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from realtime import runtime
 from realtime.presence import NODE_ID
-from realtime.relay import Endpoint, ensure_bus, relay, stats
-from rooms import events, policy, reaper, services
+from realtime.relay import Endpoint, Relay, stats
+from rooms import events, policy, services
 from rooms.contract import CloseCode
 from rooms.models import Room
 from rooms.ws.auth import refuse
@@ -56,6 +57,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     closing = False
     left_cleanly = False
     leaving_by_frame = False
+    relay: Relay
 
     # -- the fast path ----------------------------------------------------------------
 
@@ -69,6 +71,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         that handlers never overlap, and keeps a client's frames in the order sent).
         """
         self.scope = scope
+        self.relay = runtime.current().relay
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         try:
             self.channel_name = await self.channel_layer.new_channel()
@@ -128,7 +131,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _voice(self, data: bytes) -> None:
         ep = self.endpoint
         if ep is not None:
-            error = relay.voice_in(ep, data)
+            error = self.relay.voice_in(ep, data)
             if error is not None:
                 await self._refuse(error, "Voice frames must be 1-4096 bytes.")
 
@@ -166,8 +169,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             code = CloseCode.AUTH_FAILED if exists else CloseCode.UNKNOWN_ROOM
             await self._close(code)
             return
-        ensure_bus()
-        reaper.ensure_running()
+        runtime.started()  # the relay's watches, the voice bus, housekeeping: once
         if self._over_socket_limit(auth.user_id):
             stats.refused_limit += 1
             await self._close(CloseCode.TOO_MANY_SOCKETS)
@@ -220,7 +222,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             channel=self.channel_name,
         )
         self.endpoint.can_speak = self.state.can_speak()
-        relay.add(self.endpoint)
+        self.relay.add(self.endpoint)
 
     def _over_socket_limit(self, user_id: int) -> bool:
         """VOICEROOM_MAX_SOCKETS_PER_USER on this node, over all rooms; a socket that will
@@ -228,6 +230,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         limit = settings.VOICEROOM_MAX_SOCKETS_PER_USER
         if not limit:
             return False
+        relay = self.relay
         others = relay.sockets_of(user_id) - (relay.local(self.room_id, user_id) is not None)
         return others >= limit
 
@@ -235,7 +238,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         ep = self.endpoint
         if ep is None:
             return
-        relay.remove(ep)
+        self.relay.remove(ep)
         self.endpoint = None
         await self.channel_layer.group_discard(events.room_group(self.room_id), self.channel_name)
         await self.channel_layer.group_discard(
@@ -377,7 +380,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _require_participant(self, user_id: int) -> None:
         if user_id == self.user_id:
             raise FrameError("invalid_target", "You cannot target yourself.")
-        if relay.local(self.room_id, user_id) is None:
+        if self.relay.local(self.room_id, user_id) is None:
             from realtime import presence
 
             session = await _db(presence.store().get)(self.room_id, user_id)
@@ -406,7 +409,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         self.closing = True
         if self.endpoint is not None:
-            relay.remove(self.endpoint)
+            self.relay.remove(self.endpoint)
             self.endpoint.can_speak = False
         asyncio.get_running_loop().create_task(self.close(code=CloseCode.POLICY))
 

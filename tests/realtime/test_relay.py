@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from realtime.relay import Endpoint, Relay, VoiceBus, stats
+from realtime.bus import VoiceBus
+from realtime.relay import Endpoint, Relay, stats
 from rooms.ws.frames import HEADER
 
 

@@ -160,5 +160,5 @@ def test_sessions_kept_for_reattach_are_forgotten_once_their_socket_is_gone(monk
     store.r.hdel(store._room(room.pk), member.pk)  # kicked through another node
     store.attach(room.pk, owner.pk, node=presence.NODE_ID, channel="c-2")
     assert set(store.keep_only({"c-2"})) == {"c-1", "c-2"}  # c-1 might still be opening
-    monkeypatch.setattr(presence, "MINE_GRACE_S", -1.0)
+    monkeypatch.setattr(presence.redis, "MINE_GRACE_S", -1.0)
     assert set(store.keep_only({"c-2"})) == {"c-2"}
