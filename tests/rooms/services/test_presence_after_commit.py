@@ -13,7 +13,7 @@ import os
 import pytest
 from django.db import transaction
 
-from realtime import presence
+from realtime import presence, runtime
 from rooms import services
 from rooms.models import Membership, Room
 from tests.factories import RoomFactory, UserFactory
@@ -29,11 +29,11 @@ class Rollback(Exception):
 def store(request, settings):
     """The presence store the services use: this process's, or Redis."""
     settings.REDIS_URL = os.environ.get("REDIS_URL", "") if request.param == "redis" else ""
-    presence.reset_store()
+    runtime.install(None)  # a runtime (and store) made from this test's settings
     presence.store().clear()
     yield presence.store()
     presence.store().clear()
-    presence.reset_store()
+    runtime.install(None)  # a runtime (and store) made from this test's settings
 
 
 def connected(room: Room):
