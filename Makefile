@@ -33,11 +33,16 @@ $(JS_DEPS): clients/js/package.json clients/js/package-lock.json
 
 js-deps: $(JS_DEPS)
 
-test: $(STAMP) js-deps
-	@command -v chromium >/dev/null 2>&1 \
-	  || echo "Chromium not found: the demo page's browser test will be skipped (apt-get install chromium)"
+# The static checks, in the order `make test` runs them: style, import contracts
+# (pyproject.toml [tool.importlinter]), types (pyproject.toml [tool.mypy]).
+lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: lint js-deps
+	@command -v chromium >/dev/null 2>&1 \
+	  || echo "Chromium not found: the demo page's browser test will be skipped (apt-get install chromium)"
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 format: $(STAMP)
