@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 import uuid
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
 from redis.exceptions import RedisError
@@ -344,7 +344,9 @@ class RedisStore:
     def __init__(self, url: str, prefix: str) -> None:
         import redis
 
-        self.r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        # Any: redis-py types replies for both decode_responses modes (bytes | str); this
+        # client never decodes, so every reply is bytes.
+        self.r: Any = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.p = prefix + ":"
         self._mine: dict[str, tuple[float, Session]] = {}  # channel -> (attached at, session)
         self._mine_lock = threading.Lock()

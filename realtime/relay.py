@@ -30,7 +30,7 @@ import logging
 import struct
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from realtime.servers.sockets import ServerSocket, server_socket
@@ -49,7 +49,8 @@ from rooms.ws.frames import (
 
 logger = logging.getLogger(__name__)
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+# A coroutine function, not any awaitable: Endpoint.offer() drives it step by step.
+Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 
 class Stats:
@@ -71,6 +72,21 @@ class Stats:
         "frames_relayed",
         "refused_limit",
     )
+    # Declared for the type checker; __init__ sets every slot to 0.
+    aborted_stalled: int
+    bus_dropped: int
+    bus_published: int
+    bus_received: int
+    closed_stalled: int
+    deliveries: int
+    dropped_backlog: int
+    dropped_muted: int
+    dropped_overload: int
+    dropped_rate: int
+    frames_in: int
+    frames_oversized: int
+    frames_relayed: int
+    refused_limit: int
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -371,6 +387,7 @@ class Relay:
         ep.seq = seq = (ep.seq + 1) & 0xFFFFFFFF
         stats.frames_relayed += 1
         room = self.rooms.get(ep.room_id)
+        other: Endpoint | None  # a peer in the room loop, the target in a whisper
         target = ep.target
         if target is None:
             data = HEADER.pack(VOICE_ROOM, ep.user_id, seq) + payload
@@ -441,9 +458,11 @@ class VoiceBus:
         self._queue: list[tuple[str, bytes]] = []
         self._wake: asyncio.Event | None = None
         self._watched: set[int] = set()
-        self._pubsub = None
+        self._pubsub: Any = None  # a redis.asyncio PubSub while subscribed
         self._tasks: list[asyncio.Task] = []
-        self._client = None
+        # A redis.asyncio.Redis once start() ran (imported there, lazily); redis-py types
+        # its replies as Awaitable | Any anyway.
+        self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def channel(self, room_id: int) -> str:
@@ -484,6 +503,7 @@ class VoiceBus:
 
     async def _publisher(self) -> None:
         while True:
+            assert self._wake is not None  # start() makes it before it starts this task
             await self._wake.wait()
             self._wake.clear()
             batch, self._queue = self._queue, []
@@ -694,5 +714,6 @@ def _drain_on_daphne_shutdown() -> None:
         )
         return defer.Deferred.fromFuture(asyncio.ensure_future(_drain_and_settle()))
 
-    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+    # Twisted declares this on a zope Interface (no `self`), which mypy reads shifted by one.
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[arg-type]
     _drain_installed = True

@@ -208,6 +208,7 @@ def room_update(
         room.seat_count = _check_range("seat_count", seat_count, SEATS_MIN, SEATS_MAX)
         changed["seat_count"] = seat_count
     if password is not _UNSET:
+        assert password is None or isinstance(password, str)  # _UNSET is ruled out above
         room.set_password(password or None)
         changed["password"] = "set" if password else "removed"
     room.full_clean(exclude=["password_hash"])
@@ -234,7 +235,7 @@ def _seats_resized(room: Room, old_count: int) -> None:
         .filter(room=room, seat__gte=new_count)
         .order_by("seat")
     )
-    freed = [m.seat for m in unseated]
+    freed = [m.seat for m in unseated if m.seat is not None]  # all are: seat__gte above
     for membership in unseated:
         membership.seat = None
         membership.save(update_fields=["seat", "updated_at"])
@@ -584,7 +585,7 @@ def participant_connect(
     existing = store.get(room.pk, user_id)
     if resume_session is not None and (existing is None or existing.session_id != resume_session):
         return ConnectResult(close_code=CLOSE_AUTH, reason="resume window has passed")
-    if resume_session is not None and existing.token_issued_at < epoch:
+    if resume_session is not None and existing is not None and existing.token_issued_at < epoch:
         return ConnectResult(close_code=CLOSE_AUTH, reason="credentials revoked")
     if existing is None and store.counts([room.pk])[room.pk] >= room.capacity:
         return ConnectResult(close_code=CLOSE_FULL, reason="room full")
@@ -716,6 +717,7 @@ def participant_self_mute(
     if session is None:
         return None
     membership = selectors.membership_find(room_id=room_id, user_id=user_id)
+    assert membership is not None  # a live session implies its membership row
     participant = selectors.participant_dict(membership, session)
     events.participant_updated(room_id, participant)
     return participant

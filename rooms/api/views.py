@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import AuthenticatedRequest
 from rooms import selectors, services
 from rooms.api import throttles
 from rooms.api.serializers import MemberSerializer, RoomDetailSerializer, RoomSerializer
@@ -127,6 +128,7 @@ class RoomListCreateApi(APIView):
         rooms = selectors.room_list(status=filters.validated_data.get("status") or None)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(rooms, request, view=self)
+        assert page is not None  # None only without a page size; pagination_class has one
         # One presence round trip for the whole page instead of one per room.
         counts = selectors.online_counts(room_ids=[room.pk for room in page])
         data = RoomSerializer(page, many=True, context={"online_counts": counts}).data
@@ -138,7 +140,7 @@ class RoomListCreateApi(APIView):
         request=InputSerializer,
         responses={201: RoomSerializer, 400: E400, 401: E401},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         room = services.room_create(owner=request.user, **serializer.validated_data)
@@ -187,7 +189,7 @@ class RoomDetailApi(APIView):
         request=InputSerializer,
         responses={200: RoomSerializer, 400: E400, 401: E401, 403: E403, 404: E404_ROOM},
     )
-    def patch(self, request: Request, room_id: str) -> Response:
+    def patch(self, request: AuthenticatedRequest, room_id: str) -> Response:
         room = _room(room_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -203,7 +205,7 @@ class RoomCloseApi(APIView):
         request=None,
         responses={200: RoomSerializer, 401: E401, 403: E403, 404: E404_ROOM},
     )
-    def post(self, request: Request, room_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str) -> Response:
         room = services.room_close(room=_room(room_id), actor=request.user)
         return Response(RoomSerializer(room).data)
 
@@ -216,7 +218,7 @@ class RoomOpenApi(APIView):
         request=None,
         responses={200: RoomSerializer, 401: E401, 403: E403, 404: E404_ROOM},
     )
-    def post(self, request: Request, room_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str) -> Response:
         room = services.room_open(room=_room(room_id), actor=request.user)
         return Response(RoomSerializer(room).data)
 
@@ -277,7 +279,7 @@ class RoomJoinApi(APIView):
             ),
         },
     )
-    def post(self, request: Request, room_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str) -> Response:
         room = _room(room_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -309,7 +311,7 @@ class RoomTicketApi(APIView):
             404: E404_ROOM,
         },
     )
-    def post(self, request: Request, room_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str) -> Response:
         ticket, ttl = services.ticket_member_issue(room=_room(room_id), user=request.user)
         return Response(TicketOutputSerializer({"ticket": ticket, "ticket_expires_in": ttl}).data)
 
@@ -327,7 +329,7 @@ class RoomLeaveApi(APIView):
             404: E404_ROOM,
         },
     )
-    def post(self, request: Request, room_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str) -> Response:
         services.member_leave(room=_room(room_id), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -347,7 +349,7 @@ class MemberListApi(APIView):
             404: E404_ROOM,
         },
     )
-    def get(self, request: Request, room_id: str) -> Response:
+    def get(self, request: AuthenticatedRequest, room_id: str) -> Response:
         room = _room(room_id)
         members = selectors.member_list_visible(room=room, viewer=request.user)
         return Response(MemberSerializer(members, many=True, context=_member_context(room)).data)
@@ -379,7 +381,7 @@ class MemberMuteApi(APIView):
         request=InputSerializer,
         responses={200: MemberSerializer, 400: E400, **MODERATION_ERRORS},
     )
-    def post(self, request: Request, room_id: str, user_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str, user_id: str) -> Response:
         room = _room(room_id)
         target_id = _parse_id(user_id, "member")
         serializer = self.InputSerializer(data=request.data)
@@ -402,7 +404,7 @@ class MemberKickApi(APIView):
             409: _error("`not_in_room`: that member is not in the room now."),
         },
     )
-    def post(self, request: Request, room_id: str, user_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str, user_id: str) -> Response:
         room = _room(room_id)
         services.member_kick(room=room, actor=request.user, user_id=_parse_id(user_id, "member"))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -424,7 +426,7 @@ class MemberBanApi(APIView):
         request=InputSerializer,
         responses={204: NO_CONTENT, 400: E400, **MODERATION_ERRORS},
     )
-    def post(self, request: Request, room_id: str, user_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str, user_id: str) -> Response:
         room = _room(room_id)
         target_id = _parse_id(user_id, "member")
         serializer = self.InputSerializer(data=request.data)
@@ -446,7 +448,7 @@ class MemberUnbanApi(APIView):
         request=None,
         responses={204: NO_CONTENT, **MODERATION_ERRORS},
     )
-    def post(self, request: Request, room_id: str, user_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str, user_id: str) -> Response:
         room = _room(room_id)
         services.member_unban(room=room, actor=request.user, user_id=_parse_id(user_id, "member"))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -476,7 +478,7 @@ class MemberRoleApi(APIView):
             404: E404_MEMBER,
         },
     )
-    def post(self, request: Request, room_id: str, user_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str, user_id: str) -> Response:
         room = _room(room_id)
         target_id = _parse_id(user_id, "member")
         serializer = self.InputSerializer(data=request.data)
@@ -514,7 +516,7 @@ class RoomMuteAllApi(APIView):
             404: E404_ROOM,
         },
     )
-    def post(self, request: Request, room_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str) -> Response:
         room = _room(room_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -555,7 +557,7 @@ class SeatRequestListApi(APIView):
         parameters=[ROOM_ID],
         responses={200: SeatRequestSerializer(many=True), 401: E401, 403: E403, 404: E404_ROOM},
     )
-    def get(self, request: Request, room_id: str) -> Response:
+    def get(self, request: AuthenticatedRequest, room_id: str) -> Response:
         room = _room(room_id)
         return Response(selectors.seat_request_list_visible(room=room, viewer=request.user))
 
@@ -573,7 +575,7 @@ class SeatRequestListApi(APIView):
             409: _error("`already_seated`, `seat_locked` or `seat_request_pending`."),
         },
     )
-    def post(self, request: Request, room_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str) -> Response:
         room = _room(room_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -593,7 +595,7 @@ class SeatRequestListApi(APIView):
             404: _error("`not_found` (no such room) or `no_seat_request`."),
         },
     )
-    def delete(self, request: Request, room_id: str) -> Response:
+    def delete(self, request: AuthenticatedRequest, room_id: str) -> Response:
         services.seat_request_cancel(room=_room(room_id), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -632,7 +634,7 @@ class SeatRequestAcceptApi(APIView):
             409: _error("`seat_taken`, `seat_locked` or `no_free_seat`."),
         },
     )
-    def post(self, request: Request, room_id: str, user_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str, user_id: str) -> Response:
         room = _room(room_id)
         target_id = _parse_id(user_id, "member")
         serializer = self.InputSerializer(data=request.data)
@@ -654,7 +656,7 @@ class SeatRequestRefuseApi(APIView):
         request=None,
         responses={204: NO_CONTENT, **SEAT_REQUEST_ERRORS},
     )
-    def post(self, request: Request, room_id: str, user_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, room_id: str, user_id: str) -> Response:
         room = _room(room_id)
         services.seat_request_refuse(
             room=room, actor=request.user, user_id=_parse_id(user_id, "member")

@@ -25,7 +25,7 @@ from realtime.presence import NODE_ID
 from realtime.relay import Endpoint, ensure_bus, relay, stats
 from rooms import events, reaper, services
 from rooms.models import Room
-from rooms.ws.auth import refuse
+from rooms.ws.auth import SocketAuth, refuse
 from rooms.ws.frames import (
     ABUSE_BUDGET,
     ABUSE_REFILL,
@@ -70,7 +70,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         that handlers never overlap, and keeps a client's frames in the order sent).
         """
         self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        # Never None: settings always configure a layer (channels' own __call__ assumes so).
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)  # type: ignore[assignment]
         try:
             self.channel_name = await self.channel_layer.new_channel()
         except (RedisError, OSError):
@@ -79,7 +80,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             logger.warning("socket refused: the channel layer is down", exc_info=True)
             await refuse(receive, send, services.CLOSE_UNAVAILABLE)
             return
-        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        # As in channels' own __call__; the stubs type channel_receive as an ASGI receive.
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)  # type: ignore[assignment]
         self.base_send = send
         self._serial = asyncio.Lock()
         layer_reader = asyncio.ensure_future(self._read_layer())
@@ -111,7 +113,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             message = await self.channel_receive()
             async with self._serial:
                 try:
-                    await self.dispatch(message)
+                    # A channel layer message: a plain dict, not an ASGI event.
+                    await self.dispatch(message)  # type: ignore[arg-type]
                 except StopConsumer:
                     return
                 except OSError:
@@ -158,6 +161,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _enter(self) -> None:
         auth = self.scope.get("voiceroom_auth")
+        assert auth is None or isinstance(auth, SocketAuth)  # set by SocketAuthMiddleware
         if auth is not None and auth.method == "unavailable":
             await self._close(services.CLOSE_UNAVAILABLE)
             return
@@ -215,7 +219,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.endpoint = Endpoint(
             room_id=self.room_id,
             user_id=self.user_id,
-            send=self.base_send,
+            # The server's send: a coroutine function that takes any ASGI message.
+            send=self.base_send,  # type: ignore[arg-type]
             seq=self.session.seq,
             on_abuse=self._abused,
             channel=self.channel_name,
@@ -238,6 +243,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         relay.remove(ep)
         self.endpoint = None
+        assert self.user_id is not None  # set with the endpoint
         await self.channel_layer.group_discard(events.room_group(self.room_id), self.channel_name)
         await self.channel_layer.group_discard(
             events.member_group(self.room_id, self.user_id), self.channel_name
@@ -248,6 +254,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             )
 
     async def _leave_groups(self) -> None:
+        assert self.user_id is not None  # only a socket that entered has groups
         await self.channel_layer.group_discard(events.room_group(self.room_id), self.channel_name)
         await self.channel_layer.group_discard(
             events.member_group(self.room_id, self.user_id), self.channel_name
@@ -288,6 +295,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             )
 
     async def _handle(self, kind: str, data: dict) -> None:
+        # receive() handles frames only once _enter() set all three.
+        assert self.user_id is not None and self.endpoint is not None and self.session is not None
         if kind == "ping":
             await self._send_json({"type": "pong", "ts": events._now()})
         elif kind == "chat":
