@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
+from accounts.authentication import AuthenticatedRequest
 from accounts.serializers import UserSerializer
 from voiceroom.errors import PARSER_CLASSES, ErrorSerializer
 from voiceroom.throttling import AddressRateThrottle
@@ -175,7 +176,7 @@ class LogoutApi(APIView):
         request=None,
         responses={204: OpenApiResponse(description="Signed out."), 401: UNAUTHORIZED},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         services.user_logout(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

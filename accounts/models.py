@@ -24,6 +24,9 @@ class User(AbstractUser):
     credentials_revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # set_password() leaves Django's own mark (`_password`); set_unusable_password() none.
+    # Django's AbstractBaseUser sets `_password` in __init__ and set_password(); its stubs
+    # do not declare it.
+    _password: str | None
     _password_made_unusable = False
     _revoke_on_save = False
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -34,7 +35,7 @@ RETRY_TIMEOUT_S = 1.0  # a resume window whose timeout failed is tried again thi
 _last_absent_reap = time.time()
 
 
-def tick(now: float | None = None, sequences: list[tuple[int, int, str, int]] = ()) -> bool:
+def tick(now: float | None = None, sequences: Sequence[tuple[int, int, str, int]] = ()) -> bool:
     """One round of housekeeping (synchronous; runs in a worker thread).
 
     Returns True when this node's heartbeat entry was missing: presence may have lost

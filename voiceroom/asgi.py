@@ -26,7 +26,11 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": OriginValidator(
-            AddressLimitMiddleware(SocketAuthMiddleware(URLRouter(websocket_urlpatterns)))
+            # URLRouter takes django's path()/re_path() patterns whose callbacks are ASGI
+            # apps, as channels documents; the stubs want their own pattern subclass.
+            AddressLimitMiddleware(
+                SocketAuthMiddleware(URLRouter(websocket_urlpatterns))  # type: ignore[arg-type]
+            )
         ),
     }
 )

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 class ApplicationError(Exception):
     """A refusal a client can act on. `code` is stable; `detail` is for humans."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     code = "invalid"
 
     def __init__(self, detail: str, *, code: str | None = None, status_code: int | None = None):
@@ -61,7 +61,9 @@ class ErrorSerializer(serializers.Serializer):
 
     code = serializers.CharField(help_text="Stable snake_case code a client can act on.")
     detail = serializers.CharField(help_text="Human-readable explanation.")
-    fields = serializers.DictField(
+    # DRF's metaclass moves declared fields off the class, so this does not shadow the
+    # Serializer.fields property at runtime; the stubs cannot see that.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="Per-field messages, present on validation errors (code `invalid`).",
@@ -111,8 +113,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, DjangoValidationError):
         # Keep the field names of a dict-shaped error (full_clean, password validators), so
         # clients get "fields" as they do for serializer errors.
-        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-        exc = exceptions.ValidationError(detail=detail)
+        messages = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        exc = exceptions.ValidationError(detail=messages)
     elif _is_redis_unavailable(exc):
         logger.error("Redis error answered with 503", exc_info=exc)
         return Response(

@@ -128,7 +128,7 @@ def protect_daphne_access_log() -> None:
         return original(self, host, date, redact(request), *args, **kwargs)
 
     write_entry.redacts_credentials = True  # type: ignore[attr-defined]
-    AccessLogGenerator.write_entry = write_entry  # type: ignore[method-assign]
+    AccessLogGenerator.write_entry = write_entry
 
 
 def configure(config: dict) -> None:

@@ -10,6 +10,7 @@ import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -104,7 +105,7 @@ TEMPLATES = [
 ASGI_APPLICATION = "voiceroom.asgi.application"
 
 # Database: DATABASE_URL unset means a SQLite file next to manage.py.
-DATABASES = {
+DATABASES: dict[str, dict[str, Any]] = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
@@ -170,7 +171,8 @@ if REDIS_URL:
     # The pub/sub layer: a group_send is one PUBLISH that every subscribed node receives
     # once; nothing is stored per channel, so a dead node leaves no group members behind.
     # Why this layer and not the core one: docs/benchmarks.md, "Channel layer".
-    CHANNEL_LAYERS = {
+    # Annotated once for both branches: the CONFIG shape differs between the layers.
+    CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
@@ -64,7 +65,10 @@ class Rate:
 
 
 def rate_of(scope: str) -> Rate:
-    count, _, period = api_settings.DEFAULT_THROTTLE_RATES[scope].partition("/")
+    rate = api_settings.DEFAULT_THROTTLE_RATES[scope]
+    if not isinstance(rate, str):  # DRF allows None (no limit); every scope here has a rate
+        raise ImproperlyConfigured(f"DEFAULT_THROTTLE_RATES[{scope!r}] must be 'count/period'")
+    count, _, period = rate.partition("/")
     return Rate(int(count), _PERIODS[period.strip()[0]])
 
 

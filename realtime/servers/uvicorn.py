@@ -67,7 +67,7 @@ class HttpToolsProtocol(_HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.abort()
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._arm()
 

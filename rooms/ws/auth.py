@@ -86,14 +86,14 @@ def resolve(scope, room_id: int) -> SocketAuth:
             return SocketAuth(None, "resume", error="unknown, used or expired resume token")
         return SocketAuth(found[1], "resume", resume_session=found[2], resume_token=token)
     if "ticket" in query:
-        found = services.ticket_redeem(
+        holder = services.ticket_redeem(
             ticket=query["ticket"][:1000],
             room_id=room_id,
             user_id=header_user.pk if header_user is not None else None,
         )
-        if found is None:
+        if holder is None:
             return SocketAuth(None, "ticket", error="invalid, used or expired ticket")
-        return SocketAuth(found.user_id, "ticket", epoch=found.epoch)
+        return SocketAuth(holder.user_id, "ticket", epoch=holder.epoch)
     if header_user is not None:
         return SocketAuth(header_user.pk, "token", epoch=header_user.credentials_epoch)
     return SocketAuth(
@@ -145,7 +145,8 @@ class OriginValidator(ChannelsOriginValidator):
         except ValueError:
             allowed = False
         if allowed:
-            return await self.application(scope, receive, send)
+            # The stubs allow an ASGI2 application here; ours is ASGI3.
+            return await self.application(scope, receive, send)  # type: ignore[misc, call-arg]
         return await WebsocketDenier()(scope, receive, send)
 
     def valid_origin(self, parsed_origin) -> bool:

@@ -282,3 +282,17 @@ def test_a_misspelt_throttle_setting_stops_the_process(env):
     done = run_python(DUMP, DJANGO_SECRET_KEY=KEY, **env)
     assert done.returncode != 0
     assert next(iter(env)) in done.stderr
+
+
+def test_a_scope_without_a_rate_is_a_configuration_error(settings):
+    """DRF allows None (no limit) as a rate; these throttles always need one, and say which
+    scope lacks it instead of failing on None.partition()."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    current = settings.REST_FRAMEWORK
+    settings.REST_FRAMEWORK = {
+        **current,
+        "DEFAULT_THROTTLE_RATES": {**current["DEFAULT_THROTTLE_RATES"], "login": None},
+    }
+    with pytest.raises(ImproperlyConfigured, match="'login'"):
+        throttling.rate_of("login")
