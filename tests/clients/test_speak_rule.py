@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from rooms.policy import may_speak
 from tests.live import ROOT
 
 CASES = json.loads((ROOT / "tests/clients/speak_cases.json").read_text())["cases"]
@@ -60,17 +61,15 @@ def test_the_consumers_speak_state_agrees(case):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_policy_may_speak_agrees(case):
-    """The server's rule once it lives in rooms/policy.py (issue 13)."""
-    policy = importlib.import_module("rooms.policy")
-    may_speak = getattr(policy, "may_speak", None)
-    if may_speak is None:
-        pytest.skip("rooms.policy.may_speak does not exist yet (issue 13 moves the rule there)")
+    """The server's rule itself (rooms.policy.may_speak), fed from what a welcome carries."""
     view = wire(case)
-    try:
-        answer = may_speak(you=view["you"], room=view["room"], seats=view["seats"])
-    except TypeError as exc:
-        pytest.fail(
-            "rooms.policy.may_speak does not take the wire's (you=, room=, seats=), as the "
-            f"SDK's maySpeak does: adapt this call to its signature ({exc})"
-        )
+    you, seats = view["you"], view["seats"]
+    seat = you["seat"]
+    answer = may_speak(
+        muted=you["muted"],
+        self_muted=you["self_muted"],
+        seat=seat,
+        seat_count=view["room"]["seat_count"],
+        seat_muted=seat is not None and seat < len(seats) and seats[seat]["muted"],
+    )
     assert answer is case["may_speak"]
