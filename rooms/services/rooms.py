@@ -74,7 +74,7 @@ def room_update(
     topic: str | None = None,
     capacity: int | None = None,
     seat_count: int | None = None,
-    password: str | None | _Unset = _UNSET,
+    password: str | _Unset | None = _UNSET,
 ) -> Room:
     """Change a room's fields; the room's sockets get `room.updated`.
 
