@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING
 from realtime.relay import stats
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+
     from realtime.relay import Relay
 
 logger = logging.getLogger(__name__)
@@ -56,9 +59,9 @@ class VoiceBus:
         self._queue: list[tuple[str, bytes]] = []
         self._wake: asyncio.Event | None = None
         self._watched: set[int] = set()
-        self._pubsub = None
+        self._pubsub: PubSub | None = None
         self._tasks: list[asyncio.Task] = []
-        self._client = None
+        self._client: Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def channel(self, room_id: int) -> str:
@@ -89,6 +92,13 @@ class VoiceBus:
     def tasks(self) -> list[asyncio.Task]:
         return list(self._tasks)
 
+    def _redis(self) -> Redis:
+        # start() connects before it starts the tasks that call this; close() runs after
+        # the runtime cancelled them.
+        if self._client is None:
+            raise RuntimeError("the voice bus is not started")
+        return self._client
+
     def forget_tasks(self) -> None:
         self._tasks = []
         self._pubsub = None
@@ -114,14 +124,17 @@ class VoiceBus:
             self._wake.set()
 
     async def _publisher(self) -> None:
+        wake = self._wake  # start() sets it before it starts this task
+        if wake is None:
+            raise RuntimeError("the voice bus is not started")
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await wake.wait()
+            wake.clear()
             batch, self._queue = self._queue, []
             if not batch:
                 continue
             try:
-                pipe = self._client.pipeline(transaction=False)
+                pipe = self._redis().pipeline(transaction=False)
                 for channel, message in batch:
                     pipe.publish(channel, message)
                 # A hung Redis must not hold the publisher: frames would pile up here
@@ -145,7 +158,7 @@ class VoiceBus:
         waiting are stale by then, and dropped."""
         while True:
             try:
-                await asyncio.wait_for(self._client.ping(), PUBLISH_TIMEOUT_S)
+                await asyncio.wait_for(self._redis().ping(), PUBLISH_TIMEOUT_S)
                 break
             except asyncio.CancelledError:
                 raise
@@ -174,7 +187,10 @@ class VoiceBus:
             )
 
     async def _subscribe_and_greet(self, rooms: list[int]) -> None:
-        await self._safe(self._pubsub.subscribe(*[self.channel(r) for r in rooms]))
+        pubsub = self._pubsub
+        if pubsub is None:  # Redis lost meanwhile: the subscriber resubscribes every room
+            return
+        await self._safe(pubsub.subscribe(*[self.channel(r) for r in rooms]))
         for room_id in rooms:
             self._send(room_id, _HELLO)
 
@@ -205,7 +221,7 @@ class VoiceBus:
         remote = self.remote
         plen = len(self.prefix)
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
             try:
                 self._pubsub = pubsub
                 await pubsub.subscribe(f"{self.prefix}__node__")

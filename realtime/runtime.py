@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from realtime.bus import VoiceBus
 from realtime.presence import NODE_ID, LocalStore, RedisStore, Store
@@ -31,7 +32,8 @@ from realtime.relay import Relay
 
 logger = logging.getLogger(__name__)
 
-Job = Callable[["Runtime"], Awaitable[None]]
+# A coroutine function: each job becomes a task of its own (loop.create_task).
+Job = Callable[["Runtime"], Coroutine[Any, Any, None]]
 # {room_id: [user_id, ...]} of the local sockets -> {(room_id, user_id): may speak now}
 SpeakCheck = Callable[[dict[int, list[int]]], Awaitable[dict[tuple[int, int], bool]]]
 
@@ -101,7 +103,9 @@ class Runtime:
         self.relay.watch_stalls(self.stalled_close_s)
         if self.bus is not None:
             self.bus.start()
-        tasks = [loop.create_task(job(self), name=f"runtime:{name}") for name, job in _jobs.items()]
+        tasks: list[asyncio.Task[None]] = [
+            loop.create_task(job(self), name=f"runtime:{name}") for name, job in _jobs.items()
+        ]
         if self.speak_recheck_s > 0:
             tasks.append(loop.create_task(self._recheck_speakers(), name="runtime:speak"))
         self._tasks = tasks

@@ -95,7 +95,9 @@ def drain_on_shutdown() -> None:
         )
         return defer.Deferred.fromFuture(asyncio.ensure_future(_drain_and_settle(relay)))
 
-    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+    # twisted's interfaces declare their methods without `self` (zope.interface style), so
+    # without the mypy-zope plugin mypy shifts every argument by one.
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[arg-type]
     _drain_installed = True
 
 
