@@ -25,7 +25,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from rooms import selectors
+from rooms import contract, selectors
 from rooms.models import Room
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _after_commit_many(groups: list[str], message: dict[str, Any]) -> None:
 # Events to every socket of a room.
 
 
-def participant_joined(room_id: int, participant: dict) -> None:
+def participant_joined(room_id: int, participant: contract.Participant) -> None:
     _after_commit(room_group(room_id), {"type": "participant.joined", "participant": participant})
 
 
@@ -86,11 +86,11 @@ def participant_left(room_id: int, user_id: int, reason: str) -> None:
     )
 
 
-def participant_updated(room_id: int, participant: dict) -> None:
+def participant_updated(room_id: int, participant: contract.Participant) -> None:
     _after_commit(room_group(room_id), {"type": "participant.updated", "participant": participant})
 
 
-def seat_updated(room_id: int, seat: dict) -> None:
+def seat_updated(room_id: int, seat: contract.Seat) -> None:
     _after_commit(room_group(room_id), {"type": "seat.updated", "seat": seat})
 
 
@@ -122,7 +122,7 @@ def to_moderators(room_id: int, message: dict[str, Any], *, also: int | None = N
     _after_commit_many([member_group(room_id, uid) for uid in sorted(user_ids)], message)
 
 
-def seat_requested(room_id: int, user_id: int, request: dict) -> None:
+def seat_requested(room_id: int, user_id: int, request: contract.SeatRequest) -> None:
     to_moderators(room_id, {"type": "seat.requested", "request": request}, also=user_id)
 
 
