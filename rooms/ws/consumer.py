@@ -6,23 +6,18 @@
   gate);
 - events from the channel layer (rooms/events.py): the methods at the end, named after
   the event type as Channels dispatches them (`participant.joined` -> participant_joined);
-- voice (binary frames) never goes through Channels' dispatch: the socket reader hands
-  bytes straight to the relay, so a frame costs no handler lookup, no
-  `aclose_old_connections` thread hop, no task and no channel-layer message.
+- voice (binary frames) never goes through Channels' dispatch: the socket reader of
+  rooms/ws/loop.py hands bytes to `voice()`, straight to the relay.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from typing import Any
 
-from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
@@ -35,16 +30,17 @@ from rooms import contract, events, services
 from rooms.contract import CloseCode
 from rooms.models import Room
 from rooms.ws import guards
-from rooms.ws.auth import SocketAuth, refuse
+from rooms.ws.auth import SocketAuth
 from rooms.ws.errors import FrameError
 from rooms.ws.frames import COST_BAD_FRAME, COST_TEXT_OVER_RATE, FRAMES, dumps, parse_text_frame
+from rooms.ws.loop import LeanWebsocketConsumer
 from voiceroom.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 _db = database_sync_to_async
 
 
-class RoomConsumer(AsyncWebsocketConsumer):
+class RoomConsumer(LeanWebsocketConsumer):
     room_id: int
     user_id: int  # set once the participant is connected, as are session_id and state
     session_id: str
@@ -57,80 +53,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
     leaving_by_frame = False
     relay: Relay
 
-    # -- the fast path ----------------------------------------------------------------
-
-    async def __call__(
-        self, scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        """Channels' consumer loop, leaner: one task reads the socket, one the channel layer.
-
-        AsyncConsumer multiplexes both with asyncio.wait() and a new task per message;
-        for 1,000 voice frames a second that bookkeeping costs more than relaying them.
-        Here the socket reader hands binary frames straight to the relay, and every other
-        message goes through `dispatch` one at a time (a lock keeps Channels' guarantee
-        that handlers never overlap, and keeps a client's frames in the order sent).
-        """
-        self.scope = scope
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.relay = runtime.current().relay
-        layer = get_channel_layer(self.channel_layer_alias)
-        assert layer is not None, "the room socket needs a channel layer (settings)"
-        self.channel_layer = layer
-        try:
-            self.channel_name = await layer.new_channel()
-        except (RedisError, OSError):
-            # The Redis layer subscribes the new channel at once; without Redis that
-            # fails before the handshake, which servers turn into an HTTP 500.
-            logger.warning("socket refused: the channel layer is down", exc_info=True)
-            await refuse(receive, send, CloseCode.UNAVAILABLE)
-            return
-        self.channel_receive = functools.partial(layer.receive, self.channel_name)  # type: ignore[assignment]
-        self.base_send = send
-        self._serial = asyncio.Lock()
-        layer_reader = asyncio.ensure_future(self._read_layer())
-        try:
-            while True:
-                message: Any = await receive()
-                if message["type"] == "websocket.receive":
-                    data = message.get("bytes")
-                    if data is not None:
-                        if self._serial.locked():  # a handler is busy: keep the order
-                            async with self._serial:
-                                await self._voice(data)
-                        else:
-                            await self._voice(data)
-                        continue
-                async with self._serial:
-                    await self.dispatch(message)
-        except StopConsumer:
-            pass
-        finally:
-            layer_reader.cancel()
-            try:
-                await layer_reader
-            except (asyncio.CancelledError, Exception):
-                pass
 
-    async def _read_layer(self) -> None:
-        while True:
-            message: Any = await self.channel_receive()
-            async with self._serial:
-                try:
-                    await self.dispatch(message)
-                except StopConsumer:
-                    return
-                except OSError:
-                    # The socket went away under an event (uvicorn's ClientDisconnected):
-                    # nothing to tell it any more; its disconnect handler cleans up.
-                    logger.debug("event for a closed socket dropped", exc_info=True)
-                except Exception:
-                    logger.exception(
-                        "handling %s failed (room %s, user %s)",
-                        message.get("type"),
-                        getattr(self, "room_id", None),
-                        getattr(self, "user_id", None),
-                    )
-
-    async def _voice(self, data: bytes) -> None:
+    async def voice(self, data: bytes) -> None:
+        """A binary frame, straight from the socket reader (rooms/ws/loop.py)."""
         ep = self.endpoint
         if ep is not None:
             error = self.relay.voice_in(ep, data)
@@ -192,7 +120,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.user_id = auth.user_id
         self.session_id = result.session.session_id
         self.session_seq = result.session.seq
-        self.state = guards.SpeakState(result.welcome)
+        welcome = result.welcome
+        self.state = guards.SpeakState(
+            welcome["you"], welcome["room"]["seat_count"], welcome["seats"]
+        )
         self.flood = guards.Flood()
         await self._join_groups()
         # A sign-out (password change, deactivation) committed after participant_connect
@@ -210,7 +141,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         if result.replaced_live_socket:
             await events.amember_replace(self.room_id, self.user_id, self.channel_name)
-        await self.send(text_data=dumps(result.welcome))
+        await self.send(text_data=dumps(welcome))
         # Registered only after the welcome went out, so it is the first frame.
         self.endpoint = Endpoint(
             room_id=self.room_id,

@@ -79,13 +79,15 @@ async def target_in_room(socket: Socket, data: dict[str, Any]) -> None:
 class SpeakState:
     """What decides whether this socket's voice is relayed; kept current by events."""
 
-    def __init__(self, welcome: contract.Welcome) -> None:
-        you = welcome["you"]
-        self.seat_count = welcome["room"]["seat_count"]
+    def __init__(
+        self, you: contract.Participant, seat_count: int, seats: list[contract.Seat]
+    ) -> None:
+        """From the socket's `welcome`: its `you`, `room.seat_count` and `seats`."""
+        self.seat_count = seat_count
         self.muted = you["muted"]
         self.self_muted = you["self_muted"]
         self.seat = you["seat"]
-        self.seat_muted = {s["index"]: s["muted"] for s in welcome["seats"]}
+        self.seat_muted = {s["index"]: s["muted"] for s in seats}
 
     def participant_update(self, participant: contract.Participant) -> None:
         self.muted = participant["muted"]
