@@ -46,7 +46,7 @@ class RoomConsumer(LeanWebsocketConsumer):
     session_id: str
     state: guards.SpeakState
     flood: guards.Flood
-    session_seq: int | None = None  # the session's voice sequence; None: not connected
+    session_seq: int | None = None  # the voice sequence it attached at; None: not attached
     endpoint: Endpoint | None = None
     closing = False
     left_cleanly = False
@@ -89,6 +89,7 @@ class RoomConsumer(LeanWebsocketConsumer):
             await self._close(CloseCode.UNAVAILABLE)
 
     async def _enter(self) -> None:
+        # Set by rooms.ws.auth.SocketAuthMiddleware; Channels' scope type does not know it.
         auth: SocketAuth | None = self.scope.get("voiceroom_auth")  # type: ignore[assignment]
         if auth is not None and auth.method == "unavailable":
             await self._close(CloseCode.UNAVAILABLE)
@@ -146,6 +147,7 @@ class RoomConsumer(LeanWebsocketConsumer):
         self.endpoint = Endpoint(
             room_id=self.room_id,
             user_id=self.user_id,
+            # The server's ASGI send; asgiref types its messages, the relay sends dicts.
             send=self.base_send,  # type: ignore[arg-type]
             seq=self.session_seq,
             on_abuse=self._abused,

@@ -53,6 +53,7 @@ class LeanWebsocketConsumer(AsyncWebsocketConsumer):
             logger.warning("socket refused: the channel layer is down", exc_info=True)
             await refuse(receive, send, CloseCode.UNAVAILABLE)
             return
+        # The stubs type this as an ASGI receive; a channel layer's messages are plain dicts.
         self.channel_receive = functools.partial(layer.receive, self.channel_name)  # type: ignore[assignment]
         self.base_send = send
         self._serial = asyncio.Lock()
