@@ -19,6 +19,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
+from realtime.redis_client import RedisConfig
 from realtime.relay import stats
 
 if TYPE_CHECKING:
@@ -47,9 +48,11 @@ class VoiceBus:
     nothing, and a node receives a frame at most once, only for rooms it has sockets in.
     """
 
-    def __init__(self, relay: Relay, *, url: str, prefix: str, node_id: str) -> None:
+    def __init__(
+        self, relay: Relay, *, redis: RedisConfig | str, prefix: str, node_id: str
+    ) -> None:
         self.relay = relay
-        self.url = url
+        self.redis = RedisConfig.of(redis)
         self.prefix = f"{prefix}:v:"
         self.node = node_id.encode()[:16].ljust(16, b"-")
         self.remote: dict[int, dict[bytes, float]] = {}  # room -> other node -> last heard
@@ -72,12 +75,10 @@ class VoiceBus:
         self._loop = loop
         self._pubsub = None
         self.remote = {}
-        import redis.asyncio as aioredis
-
         # No socket_timeout on these connections: a quiet room is not an error
         # (redis-py 8 raises TimeoutError on idle reads when one is set).
-        self._client = aioredis.Redis.from_url(
-            self.url, socket_timeout=None, socket_keepalive=True, health_check_interval=30
+        self._client = self.redis.async_client(
+            socket_timeout=None, socket_keepalive=True, health_check_interval=30
         )
         self._wake = asyncio.Event()
         self._tasks = [

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 
 from realtime.bus import VoiceBus
 from realtime.presence import NODE_ID, LocalStore, RedisStore, Store
+from realtime.redis_client import RedisConfig
 from realtime.relay import Relay
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class Runtime:
         self,
         *,
         node_id: str = NODE_ID,
-        redis_url: str | None = None,
+        redis: RedisConfig | str | None = None,
         redis_prefix: str = "vr",
         shed_after_lag_s: float = 0.0,
         stalled_close_s: float = 0.0,
@@ -63,10 +64,10 @@ class Runtime:
     ) -> None:
         self.node_id = node_id
         self.relay = Relay()
-        self.store: Store = RedisStore(redis_url, redis_prefix) if redis_url else LocalStore()
+        self.store: Store = RedisStore(redis, redis_prefix) if redis else LocalStore()
         self.bus: VoiceBus | None = None
-        if redis_url:
-            self.bus = VoiceBus(self.relay, url=redis_url, prefix=redis_prefix, node_id=node_id)
+        if redis:
+            self.bus = VoiceBus(self.relay, redis=redis, prefix=redis_prefix, node_id=node_id)
         self.relay.bus = self.bus
         self.shed_after_lag_s = shed_after_lag_s
         self.stalled_close_s = stalled_close_s
@@ -79,7 +80,7 @@ class Runtime:
         from django.conf import settings
 
         return cls(
-            redis_url=settings.REDIS_URL or None,
+            redis=settings.REDIS,
             redis_prefix=settings.VOICEROOM_REDIS_PREFIX,
             shed_after_lag_s=settings.VOICEROOM_SHED_AFTER_LAG_MS / 1000,
             stalled_close_s=float(settings.VOICEROOM_STALLED_SOCKET_CLOSE_S),
