@@ -9,7 +9,6 @@ import time
 
 from redis.exceptions import RedisError
 
-from realtime.redis_client import RedisConfig
 from realtime.presence.store import (
     AttachResult,
     ResumeRefused,
@@ -18,6 +17,7 @@ from realtime.presence.store import (
     _redeemable,
     _window,
 )
+from realtime.redis_client import RedisConfig
 
 MINE_GRACE_S = 60.0  # a socket attached this recently may still be opening (RedisStore)
 
