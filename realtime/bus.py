@@ -19,7 +19,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from realtime.redis_client import RedisConfig
+from realtime.redis_client import RedisConfig, on_old_master
 from realtime.relay import stats
 
 if TYPE_CHECKING:
@@ -102,6 +102,17 @@ class VoiceBus:
                 await client.aclose()
             except Exception:
                 pass
+
+    async def drop_connections(self, master: tuple[str, int] | None = None) -> None:
+        """Close the subscriber's connection unless it is on `master` already, and the
+        publishers' pool (the Redis master moved): the subscriber reconnects through the
+        sentinels, resubscribes its rooms and greets the other nodes again; the next
+        publish opens a new connection."""
+        pubsub = self._pubsub
+        if pubsub is not None and on_old_master(pubsub.connection, master):
+            await pubsub.connection.disconnect()
+        if self._client is not None:
+            await self._client.connection_pool.disconnect()
 
     def publish(self, room_id: int, target: int, data: bytes) -> None:
         if not self.remote.get(room_id):

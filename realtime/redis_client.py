@@ -16,9 +16,13 @@ presence (`client`), the voice bus (`async_client`). This module knows no Django
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+logger = logging.getLogger(__name__)
 
 # Sentinels answer from memory; one that does not answer within this is skipped for the
 # next one, so a dead sentinel costs a client at most this per reconnection.
@@ -176,3 +180,65 @@ class SentinelPool:
         credentials = RedisConfig(url)._credentials()
         manager = Sentinel([tuple(s) for s in sentinels], sentinel_kwargs=sentinel_kwargs)
         return SentinelConnectionPool(master_name, manager, **credentials, **options)
+
+
+# -- following the master ------------------------------------------------------------------
+
+FOLLOW_EVERY_S = 1.0
+
+
+async def follow_master(config: RedisConfig, on_move, every: float = FOLLOW_EVERY_S) -> None:
+    """Ask the sentinels for the master every `every` seconds; when they name another one
+    than before, `await on_move(address)`.
+
+    A connection to a master that died with its host, or hangs, never fails by itself
+    (no TCP reset, and a pub/sub connection only reads): a subscription would stay on the
+    old master for ever while every PUBLISH goes to the new one. So the runtime closes
+    such connections when the master moves (`Runtime._master_moved`)."""
+    import redis.asyncio.sentinel as aiosentinel
+
+    sentinel = aiosentinel.Sentinel(
+        list(config.sentinels), sentinel_kwargs=config._sentinel_kwargs()
+    )
+    known = None
+    while True:
+        try:
+            address = await sentinel.discover_master(config.master)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # no sentinel answers, or the master is down and not yet replaced
+            address = None
+        if address is not None:
+            if known is not None and address != known:
+                logger.warning("Redis master moved from %s to %s", known, address)
+                try:
+                    await on_move(address)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.warning("dropping connections to the old master failed", exc_info=True)
+            known = address
+        await asyncio.sleep(every)
+
+
+def on_old_master(connection, master: tuple[str, int] | None) -> bool:
+    """Whether this pub/sub connection is open and not on `master` (None: on any)."""
+    if connection is None or not connection.is_connected:
+        return False
+    return master is None or (connection.host, int(connection.port)) != tuple(master)
+
+
+async def drop_channel_layer_connections(layer, master: tuple[str, int] | None = None) -> None:
+    """Close the connections of a channels_redis pub/sub layer (its subscriber's and its
+    pool's), so that they reconnect through the sentinels. channels_redis has no public
+    way to do this: this is the one place that reaches into it (`_shards`, `_pubsub`,
+    `_redis`; checked by tests/realtime/test_redis_client.py). Its receive loop logs the
+    error, waits a second and resubscribes every channel and group by itself. A
+    subscription already on `master` (it reconnected by itself) is left alone."""
+    for shard in getattr(layer, "_shards", ()):
+        pubsub = getattr(shard, "_pubsub", None)
+        client = getattr(shard, "_redis", None)
+        if pubsub is not None and on_old_master(pubsub.connection, master):
+            await pubsub.connection.disconnect()
+        if client is not None:
+            await client.connection_pool.disconnect()

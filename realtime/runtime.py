@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 
 from realtime.bus import VoiceBus
 from realtime.presence import NODE_ID, LocalStore, RedisStore, Store
-from realtime.redis_client import RedisConfig
+from realtime.redis_client import RedisConfig, drop_channel_layer_connections, follow_master
 from realtime.relay import Relay
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class Runtime:
         speak_recheck_s: float = 0.0,
     ) -> None:
         self.node_id = node_id
+        self.redis = RedisConfig.of(redis) if redis else None
         self.relay = Relay()
         self.store: Store = RedisStore(redis, redis_prefix) if redis else LocalStore()
         self.bus: VoiceBus | None = None
@@ -105,6 +106,9 @@ class Runtime:
         tasks = [loop.create_task(job(self), name=f"runtime:{name}") for name, job in _jobs.items()]
         if self.speak_recheck_s > 0:
             tasks.append(loop.create_task(self._recheck_speakers(), name="runtime:speak"))
+        if self.redis is not None and self.redis.sentinel:
+            follow = follow_master(self.redis, self._master_moved)
+            tasks.append(loop.create_task(follow, name="runtime:redis-master"))
         self._tasks = tasks
         from realtime.servers import daphne
 
@@ -129,6 +133,17 @@ class Runtime:
         if self.bus is not None:
             await self.bus.close()
         self._loop = None
+
+    async def _master_moved(self, address: tuple[str, int]) -> None:
+        """Sentinel promoted another master: drop every asyncio connection that may still
+        be on the old one (a dead host or a hung master never closes them). Presence and
+        the cache need nothing: their commands time out and reconnect through the
+        sentinels."""
+        if self.bus is not None:
+            await self.bus.drop_connections(address)
+        from channels.layers import get_channel_layer
+
+        await drop_channel_layer_connections(get_channel_layer(), address)
 
     async def _recheck_speakers(self) -> None:
         """Re-read who may speak, so the relay's mute gate does not rest on events alone.

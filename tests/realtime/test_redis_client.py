@@ -119,3 +119,45 @@ async def test_every_client_follows_the_master_through_a_failover(sentinel_set):
         await layer.flush()
         await aio.aclose()
         sync.close()
+
+
+@pytest.mark.processes
+@pytest.mark.sentinel
+async def test_dropping_the_channel_layer_connections_reaches_them_and_it_recovers(
+    sentinel_set,
+):
+    """`drop_channel_layer_connections` relies on channels_redis internals: it must really
+    close the subscriber's connection, and the layer must then resubscribe by itself."""
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    from realtime.redis_client import drop_channel_layer_connections
+
+    env = sentinel_set.env
+    config = RedisConfig.from_env(
+        env["REDIS_URL"], env["REDIS_SENTINELS"], env["REDIS_SENTINEL_MASTER"]
+    )
+    layer = RedisPubSubChannelLayer(hosts=[config.channel_layer_host()], prefix="t")
+    try:
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "x", "n": 1})
+        assert (await asyncio.wait_for(layer.receive(channel), 5))["n"] == 1
+        [shard] = layer._shards
+        connection = shard._pubsub.connection
+        assert connection.is_connected
+        await drop_channel_layer_connections(layer)
+        assert not connection.is_connected
+
+        # One receive stays pending throughout: channels_redis unsubscribes a channel
+        # whose receive is cancelled.
+        waiter = asyncio.ensure_future(layer.receive(channel))
+        deadline = time.monotonic() + 15
+        while not waiter.done():
+            assert time.monotonic() < deadline, "the layer did not resubscribe"
+            try:
+                await layer.send(channel, {"type": "x", "n": 2})
+            except Exception:
+                pass
+            await asyncio.wait([waiter], timeout=0.2)
+        assert waiter.result()["n"] == 2
+    finally:
+        await layer.flush()
