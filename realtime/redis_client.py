@@ -201,24 +201,33 @@ async def follow_master(config: RedisConfig, on_move, every: float = FOLLOW_EVER
         list(config.sentinels), sentinel_kwargs=config._sentinel_kwargs()
     )
     known = None
-    while True:
-        try:
-            address = await sentinel.discover_master(config.master)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # no sentinel answers, or the master is down and not yet replaced
-            address = None
-        if address is not None:
-            if known is not None and address != known:
-                logger.warning("Redis master moved from %s to %s", known, address)
-                try:
-                    await on_move(address)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.warning("dropping connections to the old master failed", exc_info=True)
-            known = address
-        await asyncio.sleep(every)
+    try:
+        while True:
+            try:
+                address = await sentinel.discover_master(config.master)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # no sentinel answers, or the master is down, not yet replaced
+                address = None
+            if address is not None:
+                if known is not None and address != known:
+                    logger.warning("Redis master moved from %s to %s", known, address)
+                    try:
+                        await on_move(address)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        logger.warning(
+                            "dropping connections to the old master failed", exc_info=True
+                        )
+                known = address
+            await asyncio.sleep(every)
+    finally:
+        for client in sentinel.sentinels:
+            try:
+                await client.aclose()
+            except Exception:
+                pass
 
 
 def on_old_master(connection, master: tuple[str, int] | None) -> bool:
