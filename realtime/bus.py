@@ -19,6 +19,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
+from realtime.redis_client import RedisConfig, on_old_master
 from realtime.relay import stats
 
 if TYPE_CHECKING:
@@ -50,9 +51,11 @@ class VoiceBus:
     nothing, and a node receives a frame at most once, only for rooms it has sockets in.
     """
 
-    def __init__(self, relay: Relay, *, url: str, prefix: str, node_id: str) -> None:
+    def __init__(
+        self, relay: Relay, *, redis: RedisConfig | str, prefix: str, node_id: str
+    ) -> None:
         self.relay = relay
-        self.url = url
+        self.redis = RedisConfig.of(redis)
         self.prefix = f"{prefix}:v:"
         self.node = node_id.encode()[:16].ljust(16, b"-")
         self.remote: dict[int, dict[bytes, float]] = {}  # room -> other node -> last heard
@@ -75,12 +78,10 @@ class VoiceBus:
         self._loop = loop
         self._pubsub = None
         self.remote = {}
-        import redis.asyncio as aioredis
-
         # No socket_timeout on these connections: a quiet room is not an error
         # (redis-py 8 raises TimeoutError on idle reads when one is set).
-        self._client = aioredis.Redis.from_url(
-            self.url, socket_timeout=None, socket_keepalive=True, health_check_interval=30
+        self._client = self.redis.async_client(
+            socket_timeout=None, socket_keepalive=True, health_check_interval=30
         )
         self._wake = asyncio.Event()
         self._tasks = [
@@ -111,6 +112,17 @@ class VoiceBus:
                 await client.aclose()
             except Exception:
                 pass
+
+    async def drop_connections(self, master: tuple[str, int] | None = None) -> None:
+        """Close the subscriber's connection unless it is on `master` already, and the
+        publishers' pool (the Redis master moved): the subscriber reconnects through the
+        sentinels, resubscribes its rooms and greets the other nodes again; the next
+        publish opens a new connection."""
+        pubsub = self._pubsub
+        if pubsub is not None and on_old_master(pubsub.connection, master):
+            await pubsub.connection.disconnect()
+        if self._client is not None:
+            await self._client.connection_pool.disconnect()
 
     def publish(self, room_id: int, target: int, data: bytes) -> None:
         if not self.remote.get(room_id):

@@ -17,6 +17,7 @@ Channels dispatches to the consumer method of the same name with dots as undersc
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -24,11 +25,18 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from rooms import contract, selectors
 from rooms.models import Room
 
 logger = logging.getLogger(__name__)
+
+# How long a sender's chat or whisper may wait on the channel layer. The socket's later
+# frames, voice included, wait behind it (the consumer keeps a client's frames in order),
+# so a Redis that hangs or fails over must not hold them longer than this; the sender
+# gets `service_unavailable` instead. A healthy PUBLISH takes well under a millisecond.
+STRICT_SEND_TIMEOUT_S = 0.5
 
 
 def room_group(room_id: int) -> str:
@@ -47,7 +55,13 @@ async def agroup_send(group: str, message: dict[str, Any], *, strict: bool = Fal
     if layer is None:
         return
     try:
-        await layer.group_send(group, message)
+        if strict:
+            try:
+                await asyncio.wait_for(layer.group_send(group, message), STRICT_SEND_TIMEOUT_S)
+            except TimeoutError:
+                raise RedisTimeoutError(f"group_send to {group} timed out") from None
+        else:
+            await layer.group_send(group, message)
     except Exception:
         if strict:
             raise

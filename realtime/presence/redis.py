@@ -18,6 +18,7 @@ from realtime.presence.store import (
     _redeemable,
     _window,
 )
+from realtime.redis_client import RedisConfig
 
 MINE_GRACE_S = 60.0  # a socket attached this recently may still be opening (RedisStore)
 
@@ -89,10 +90,10 @@ class RedisStore:
     `reattach` puts its live sockets back when the shared copy is gone.
     """
 
-    def __init__(self, url: str, prefix: str) -> None:
-        import redis
-
-        self.r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    def __init__(self, redis: RedisConfig | str, prefix: str) -> None:
+        # With Sentinel, each new connection asks the sentinels for the master: after a
+        # failover the next command (retried by redis-py) reaches the promoted replica.
+        self.r = RedisConfig.of(redis).client(socket_timeout=5, socket_connect_timeout=5)
         self.p = prefix + ":"
         self._mine: dict[str, tuple[float, Session]] = {}  # channel -> (attached at, session)
         self._mine_lock = threading.Lock()
