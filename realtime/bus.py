@@ -119,8 +119,9 @@ class VoiceBus:
         sentinels, resubscribes its rooms and greets the other nodes again; the next
         publish opens a new connection."""
         pubsub = self._pubsub
-        if pubsub is not None and on_old_master(pubsub.connection, master):
-            await pubsub.connection.disconnect()
+        connection = pubsub.connection if pubsub is not None else None
+        if connection is not None and on_old_master(connection, master):
+            await connection.disconnect()
         if self._client is not None:
             await self._client.connection_pool.disconnect()
 
