@@ -1,14 +1,14 @@
 // The demo page: sign up or log in, the room list with live online counts, a room with
 // its seats, people, chat and voice. Everything talks to the server through the SDK.
 //
-// Audio: the microphone is cut into 20 ms frames by an AudioWorklet, encoded as Opus
-// through WebCodecs where the browser has it (else 16 kHz PCM16), and sent with the
-// codec in the payload's first byte (the SDK's AUDIO_OPUS / AUDIO_PCM16). Each speaker
-// plays through their own AudioWorklet with a small jitter buffer. Speaking indicators
-// come from the level of the decoded audio.
+// Audio: the microphone is cut into 20 ms frames by an AudioWorklet and sent in the
+// room's codec (contract v1.1 "Codec", the SDK's roomAudioCodec): Opus through WebCodecs
+// (the default; a browser without WebCodecs listens only) or 16 kHz PCM16, with the
+// codec in the payload's first byte (AUDIO_OPUS / AUDIO_PCM16). Each speaker plays
+// through their own AudioWorklet with a small jitter buffer. Speaking indicators come
+// from the level of the decoded audio.
 //
-// ?codec=pcm forces PCM16 (what the mini-program example can play), ?codec=opus asks
-// for Opus. Counters for tests and the curious: window.voiceroomDemo.
+// Counters for tests and the curious: window.voiceroomDemo.
 
 import {
   AUDIO_OPUS,
@@ -19,10 +19,12 @@ import {
   encodeAudioPayload,
   float32ToPcm16,
   pcm16ToFloat32,
+  roomAudioCodec,
 } from '../js/voiceroom.js';
 
 const FRAME_MS = 20;
 const PCM_RATE = 16000;
+const OPUS_BITRATE = 24000; // the mini-program example's too
 const SILENCE_RMS = 0.01; // about -40 dBFS: below it a frame counts as silence
 const SPEAKING_HOLD_MS = 350; // an indicator stays lit this long after the last voiced frame
 const LEVEL_STALE_MS = 250; // no frame for this long: the speaker's level is 0
@@ -31,6 +33,7 @@ const TOKEN_KEY = 'voiceroom.demo.token';
 
 const stats = {
   codec: null,
+  codecError: null,
   state: 'idle',
   framesSent: 0,
   framesReceived: 0,
@@ -41,6 +44,8 @@ const stats = {
   lastLevelFrom: {},
   micLevel: 0,
   micError: null,
+  onsets: [], // players' onsets after silence: {id, at (epoch ms), waitedMs (in the jitter buffer)}
+  micOnsets: [], // the microphone's onsets after silence (epoch ms)
   client: null,
 };
 window.voiceroomDemo = stats;
@@ -85,7 +90,7 @@ class AudioEngine {
    * @param {{codec: string, send: (bytes: Uint8Array) => void, canSpeak: () => boolean}} options
    */
   constructor(options) {
-    this.preferred = options.codec;
+    this.codec = null; // set from the room (useRoomCodec) once joined
     this.send = options.send;
     this.canSpeak = options.canSpeak;
     this.muted = false;
@@ -105,8 +110,7 @@ class AudioEngine {
     const modules = this.ctx.audioWorklet.addModule(new URL('./worklets.js', import.meta.url));
     if (this.ctx.state === 'suspended') this.ctx.resume().catch(() => {});
     await modules;
-    this.codec = await this.chooseCodec();
-    stats.codec = this.codec;
+    this.opusSupported = await this.canOpus();
     this.frameSamples = Math.round((this.ctx.sampleRate * FRAME_MS) / 1000);
     try {
       this.stream = await navigator.mediaDevices.getUserMedia({
@@ -133,18 +137,31 @@ class AudioEngine {
   }
 
   opusConfig() {
-    return { codec: 'opus', sampleRate: this.ctx.sampleRate, numberOfChannels: 1, bitrate: 32000, opus: { frameDuration: FRAME_MS * 1000 } };
+    return { codec: 'opus', sampleRate: this.ctx.sampleRate, numberOfChannels: 1, bitrate: OPUS_BITRATE, opus: { frameDuration: FRAME_MS * 1000 } };
   }
 
-  async chooseCodec() {
-    if (this.preferred !== 'pcm' && 'AudioEncoder' in window && 'AudioDecoder' in window) {
-      try {
-        if ((await AudioEncoder.isConfigSupported(this.opusConfig())).supported) return 'opus';
-      } catch (_) {
-        /* fall through to PCM */
-      }
+  async canOpus() {
+    if (!('AudioEncoder' in window && 'AudioDecoder' in window)) return false;
+    try {
+      return (await AudioEncoder.isConfigSupported(this.opusConfig())).supported;
+    } catch (_) {
+      return false;
     }
-    return 'pcm';
+  }
+
+  /** Send in the room's codec: every client of the room expects it. */
+  useRoomCodec(room) {
+    const wanted = roomAudioCodec(room) === AUDIO_OPUS ? 'opus' : 'pcm';
+    this.codecError = null;
+    if (wanted === 'opus' && !this.opusSupported) {
+      // Sending PCM16 to an Opus room would only be noise to the others: listen only.
+      this.codec = null;
+      this.codecError = 'This browser has no Opus encoder (WebCodecs): listening only.';
+    } else {
+      this.codec = wanted;
+    }
+    stats.codec = this.codec;
+    stats.codecError = this.codecError;
   }
 
   encoder() {
@@ -156,8 +173,9 @@ class AudioEngine {
         this.send(encodeAudioPayload(AUDIO_OPUS, bytes));
       },
       error: (err) => {
-        console.warn('Opus encoder failed, switching to PCM16', err);
-        this.codec = stats.codec = 'pcm';
+        console.warn('Opus encoder failed: listening only', err);
+        this.codec = stats.codec = null;
+        this.codecError = stats.codecError = `Opus encoder failed: ${err.message || err}`;
       },
     });
     this._encoder.configure(this.opusConfig());
@@ -168,7 +186,9 @@ class AudioEngine {
   captured(samples) {
     const level = rms(samples);
     stats.micLevel = level;
-    const speaking = !this.muted && this.canSpeak();
+    const speaking = !this.muted && this.canSpeak() && this.codec !== null;
+    if (level > SILENCE_RMS && this.micQuiet) stats.micOnsets.push(performance.timeOrigin + performance.now() - FRAME_MS);
+    this.micQuiet = level <= SILENCE_RMS;
     if (level > SILENCE_RMS && speaking) this.lastMicVoice = performance.now();
     if (!speaking) return;
     if (this.codec === 'opus') {
@@ -244,13 +264,24 @@ class AudioEngine {
         numberOfInputs: 0,
         numberOfOutputs: 1,
         outputChannelCount: [1],
-        processorOptions: { prebufferSamples: 3 * frame, maxSamples: 10 * frame },
+        processorOptions: { prebufferSamples: 3 * frame, maxSamples: 10 * frame, silence: SILENCE_RMS },
       });
+      node.port.onmessage = (event) => this.onset(id, event.data);
       node.connect(this.ctx.destination);
       speaker = { node, decoder: null, level: 0, lastFrameAt: 0, lastVoiceAt: 0 };
       this.speakers.set(id, speaker);
     }
     return speaker;
+  }
+
+  /** The player started sounding after silence, at `contextTime` on the audio clock. */
+  onset(id, { contextTime, waited }) {
+    if (!this.ctx || contextTime === undefined) return;
+    // The audio clock to the wall clock, through the output's latest timestamp.
+    const stamp = this.ctx.getOutputTimestamp();
+    const at = performance.timeOrigin + stamp.performanceTime + (contextTime - stamp.contextTime) * 1000;
+    stats.onsets.push({ id, at, waitedMs: waited * 1000 });
+    if (stats.onsets.length > 200) stats.onsets.shift();
   }
 
   forgetAll() {
@@ -333,7 +364,6 @@ function timeOf(ts) {
 
 // --- the page -------------------------------------------------------------------------
 
-const params = new URLSearchParams(location.search);
 const client = new VoiceRoomClient({ token: localStorage.getItem(TOKEN_KEY) });
 stats.client = client;
 
@@ -442,6 +472,7 @@ async function createRoom(event) {
     name: $('#room-name').value.trim(),
     topic: $('#room-topic').value.trim(),
     seat_count: Number($('#room-seats').value || 0),
+    codec: $('#room-codec').value,
   };
   const password = $('#room-password').value;
   if (password) fields.password = password;
@@ -464,7 +495,6 @@ async function createRoom(event) {
 function startAudio() {
   if (engine) return engine.started;
   engine = new AudioEngine({
-    codec: params.get('codec') || 'auto',
     canSpeak,
     send: (bytes) => {
       if (client.sendVoice(bytes)) stats.framesSent += 1;
@@ -504,6 +534,7 @@ async function joinRoom(room, options = {}) {
   }
   pendingMute = null;
   await audio;
+  if (engine) engine.useRoomCodec(client.room);
   $('#chat-log').replaceChildren();
   notice('');
   show($('#lobby-hint'), false);
@@ -627,6 +658,7 @@ function renderControls() {
   show($('#mod-muted'), Boolean(modMuted) && state === 'open');
   let hint = '';
   if (engine && engine.micError) hint = 'No microphone: listening only.';
+  else if (engine && engine.codecError) hint = engine.codecError;
   else if (you && you.muted) hint = 'A moderator muted you.';
   else if (modMuted) hint = 'A moderator muted your seat.';
   else if (client.room && client.room.seat_count === 0) hint = 'No seats here: everyone can talk.';
