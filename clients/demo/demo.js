@@ -36,12 +36,15 @@ const stats = {
   codecError: null,
   state: 'idle',
   framesSent: 0,
+  voiceBytesSent: 0, // payload bytes (codec byte included) of the frames sent
   framesReceived: 0,
   framesDecoded: 0,
   decodeErrors: 0,
   framesFrom: {},
   nonSilentFramesFrom: {},
   lastLevelFrom: {},
+  recentFrom: {}, // the last 0.5 s each speaker played, as 20 ms Float32Arrays (tests read it)
+  sampleRate: 0,
   micLevel: 0,
   micError: null,
   onsets: [], // players' onsets after silence: {id, at (epoch ms), waitedMs (in the jitter buffer)}
@@ -112,6 +115,7 @@ class AudioEngine {
     await modules;
     this.opusSupported = await this.canOpus();
     this.frameSamples = Math.round((this.ctx.sampleRate * FRAME_MS) / 1000);
+    stats.sampleRate = this.ctx.sampleRate;
     try {
       this.stream = await navigator.mediaDevices.getUserMedia({
         audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
@@ -253,6 +257,9 @@ class AudioEngine {
       speaker.lastVoiceAt = now;
       stats.nonSilentFramesFrom[id] = (stats.nonSilentFramesFrom[id] || 0) + 1;
     }
+    const recent = (stats.recentFrom[id] = stats.recentFrom[id] || []);
+    recent.push(samples.slice());
+    if (recent.length > 25) recent.shift();
     speaker.node.port.postMessage(samples, [samples.buffer]);
   }
 
@@ -497,7 +504,10 @@ function startAudio() {
   engine = new AudioEngine({
     canSpeak,
     send: (bytes) => {
-      if (client.sendVoice(bytes)) stats.framesSent += 1;
+      if (client.sendVoice(bytes)) {
+        stats.framesSent += 1;
+        stats.voiceBytesSent += bytes.length;
+      }
     },
   });
   engine.started = engine.start().catch((err) => {

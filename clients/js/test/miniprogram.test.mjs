@@ -4,11 +4,14 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 
+import { OpusDecoder, OpusEncoder } from '../../miniprogram/lib/opus.js';
 import { closeAll, collectVoice, live, newUser, sleep, standInWx, uniqueName, until } from '../testlib/helpers.mjs';
 
 after(closeAll);
 
-/** Load the page module as the mini-program runtime would, and make one page. */
+let loads = 0;
+/** Load the page module as the mini-program runtime would (a fresh module instance each
+ * time, as each test is a fresh mini-program), and make one page. */
 async function loadPage(wx, baseUrl) {
   let config = null;
   globalThis.wx = wx;
@@ -16,26 +19,40 @@ async function loadPage(wx, baseUrl) {
   globalThis.Page = (c) => {
     config = c;
   };
-  await import('../../miniprogram/pages/index/index.js');
+  loads += 1;
+  await import(`../../miniprogram/pages/index/index.js?load=${loads}`);
   const page = { ...config, data: JSON.parse(JSON.stringify(config.data)) };
   page.setData = (patch) => Object.assign(page.data, patch);
   return page;
 }
 
-/** 20 ms of a 440 Hz tone as PCM16 little-endian, `count` frames long. */
-function tone(frames) {
+/** A tone as PCM16 little-endian at 16 kHz, `frames` times 20 ms long. */
+function tone(frames, hz = 440) {
   const samples = 320 * frames;
   const bytes = new Uint8Array(samples * 2);
   const view = new DataView(bytes.buffer);
-  for (let i = 0; i < samples; i++) view.setInt16(i * 2, Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 16000)), true);
+  for (let i = 0; i < samples; i++) view.setInt16(i * 2, Math.round(8000 * Math.sin((2 * Math.PI * hz * i) / 16000)), true);
   return bytes;
+}
+
+/** Power of `hz` in `samples` (Goertzel), per sample. */
+function power(samples, hz, rate = 16000) {
+  const k = 2 * Math.cos((2 * Math.PI * hz) / rate);
+  let s1 = 0;
+  let s2 = 0;
+  for (const x of samples) {
+    const s = x + k * s1 - s2;
+    s2 = s1;
+    s1 = s;
+  }
+  return (s1 * s1 + s2 * s2 - k * s1 * s2) / samples.length;
 }
 
 const tap = (dataset) => ({ currentTarget: { dataset } });
 
-test('the mini-program page signs in with wx.login, joins, talks and listens', live, async () => {
+test('the mini-program page signs in with wx.login, joins a PCM16 room, talks and listens', live, async () => {
   const owner = await newUser();
-  const room = await owner.createRoom({ name: uniqueName('mp'), seat_count: 2 });
+  const room = await owner.createRoom({ name: uniqueName('mp'), seat_count: 2, codec: 'pcm16' });
   await owner.join(room.id);
   owner.takeSeat(1);
 
@@ -47,7 +64,7 @@ test('the mini-program page signs in with wx.login, joins, talks and listens', l
   assert.equal(page.data.signedIn, true, page.data.status);
   assert.ok(wx.requests[0].url.endsWith('/api/auth/wechat'));
   const listed = page.data.rooms.find((r) => r.id === room.id);
-  assert.deepEqual(listed, { id: room.id, name: room.name, online: 1 });
+  assert.deepEqual(listed, { id: room.id, name: room.name, online: 1, locked: false, codec: 'pcm16' });
 
   const joined = owner.once('participant.joined', { timeoutMs: 5000 });
   await page.join(tap({ id: room.id }));
@@ -79,9 +96,9 @@ test('the mini-program page signs in with wx.login, joins, talks and listens', l
   const sent = new Uint8Array(heard.flatMap((f) => Array.from(f.payload.subarray(1))));
   assert.deepEqual(sent, pcm);
 
-  // The owner talks: PCM16 frames are scheduled one after the other; Opus is skipped.
+  // The owner talks: PCM16 frames are scheduled one after the other; an unknown codec is skipped.
   for (let i = 0; i < 3; i++) owner.sendVoice(new Uint8Array([0x01, ...tone(1)]));
-  owner.sendVoice(new Uint8Array([0x02, 1, 2, 3]));
+  owner.sendVoice(new Uint8Array([0x07, 1, 2, 3]));
   await until(() => wx.audio.played.length === 3, { what: 'three frames played' });
   await sleep(100);
   assert.equal(wx.audio.played.length, 3);
@@ -113,4 +130,41 @@ test('the mini-program page signs in with wx.login, joins, talks and listens', l
   assert.equal(page.data.room, null);
   assert.equal(wx.recorder.recording, false);
   assert.equal(wx.audio.closed, true);
+});
+
+test('in an Opus room (the default) the page sends 20 ms Opus packets and plays decoded Opus', live, async () => {
+  const owner = await newUser();
+  const room = await owner.createRoom({ name: uniqueName('opus'), seat_count: 0 });
+  assert.equal(room.codec, 'opus');
+  await owner.join(room.id);
+
+  const wx = standInWx();
+  wx.loginCode = `code-${uniqueName('openid')}`;
+  const page = await loadPage(wx, process.env.VOICEROOM_TEST_URL);
+  after(() => page.onUnload());
+  await page.onLoad();
+  await page.join(tap({ id: room.id }));
+  assert.equal(page.data.room.codec, 'Opus');
+
+  // 1 s of 700 Hz goes out as fifty Opus packets, far smaller than PCM16's 640 bytes.
+  const heard = collectVoice(owner);
+  const pcm = tone(50, 700);
+  for (let at = 0; at < pcm.length; at += 1024) wx.recorder.frame(pcm.subarray(at, at + 1024));
+  await until(() => heard.length === 50, { what: 'fifty Opus frames from the mini-program' });
+  assert.ok(heard.every((f) => f.payload[0] === 0x02 && f.payload.length > 10 && f.payload.length < 200));
+  const decoder = new OpusDecoder();
+  const decoded = heard.flatMap((f) => Array.from(decoder.decode(f.payload.subarray(1))));
+  const tail = decoded.slice(3200); // past the codec's start-up
+  assert.ok(power(tail, 700) > 100 * power(tail, 1200), 'the owner decodes the 700 Hz tone');
+
+  // The owner sends 1200 Hz as Opus: the page decodes it and schedules 20 ms buffers.
+  const encoder = new OpusEncoder();
+  const theirs = tone(25, 1200);
+  for (let at = 0; at < theirs.length; at += 640) owner.sendVoice(new Uint8Array([0x02, ...encoder.encode(theirs.subarray(at, at + 640))]));
+  await until(() => wx.audio.played.length === 25, { what: 'twenty-five frames played' });
+  assert.ok(wx.audio.played.every((p) => p.samples.length === 320));
+  const played = wx.audio.played.slice(5).flatMap((p) => Array.from(p.samples));
+  assert.ok(power(played, 1200) > 100 * power(played, 700), 'the page plays the 1200 Hz tone');
+  encoder.destroy();
+  decoder.destroy();
 });
