@@ -228,9 +228,7 @@ def test_add_room_in_admin_uses_room_create(admin_client, admin_user, owner):
     assert len(audit(room, Action.ROOM_CREATE)) == 1
 
 
-def test_add_a_pcm16_room_in_admin_and_its_codec_is_then_read_only(
-    admin_client, admin_user, owner
-):
+def test_add_a_pcm16_room_in_admin_and_its_codec_is_then_read_only(admin_client, admin_user, owner):
     response = admin_client.post(
         reverse("admin:rooms_room_add"),
         {
