@@ -276,8 +276,14 @@ def test_mini_program_and_browser_hear_each_other(codec, node_bin, browser_with_
         browser_to_mp = latency_ms(alice.stat("s.micOnsets"), onsets["play"])
         print(f"\n[{codec}] {describe('mini-program -> browser', mp_to_browser)}")
         print(f"[{codec}] {describe('browser -> mini-program', browser_to_mp)}")
-        sizes = [n for n in mp("sent")["sizes"]]
+        sizes = mp("sent")["sizes"]
         sent, frames = alice.stat("[s.voiceBytesSent, s.framesSent]")
+        # Each side sent the room's codec: 641-byte PCM16 frames, or Opus packets a
+        # tenth of that (at most; silence is a few bytes).
+        if codec == "pcm16":
+            assert set(sizes) == {641} and sent == 641 * frames
+        else:
+            assert max(sizes) < 200 and sent / frames < 200, (max(sizes), sent / frames)
         print(
             f"[{codec}] payload bytes per 20 ms frame: mini-program mean "
             f"{statistics.mean(sizes):.1f} (n={len(sizes)}), browser mean {sent / frames:.1f} "
