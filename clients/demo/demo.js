@@ -37,6 +37,8 @@ const stats = {
   state: 'idle',
   framesSent: 0,
   voiceBytesSent: 0, // payload bytes (codec byte included) of the frames sent
+  voiceSizes: [], // the sizes of the last 1000 of them
+  encodeDelayMs: [], // Opus: frame handed to WebCodecs -> its packet out (last 200)
   framesReceived: 0,
   framesDecoded: 0,
   decodeErrors: 0,
@@ -100,6 +102,7 @@ class AudioEngine {
     this.speakers = new Map();
     this.lastMicVoice = 0;
     this.timestamp = 0;
+    this.handedAt = new Map(); // AudioData timestamp -> when it went to the encoder
   }
 
   /** Call from a click: the AudioContext must be created during the user's gesture. */
@@ -172,6 +175,12 @@ class AudioEngine {
     if (this._encoder && this._encoder.state === 'configured') return this._encoder;
     this._encoder = new AudioEncoder({
       output: (chunk) => {
+        const handed = this.handedAt.get(chunk.timestamp);
+        if (handed !== undefined) {
+          this.handedAt.delete(chunk.timestamp);
+          stats.encodeDelayMs.push(performance.now() - handed);
+          if (stats.encodeDelayMs.length > 200) stats.encodeDelayMs.shift();
+        }
         const bytes = new Uint8Array(chunk.byteLength);
         chunk.copyTo(bytes);
         this.send(encodeAudioPayload(AUDIO_OPUS, bytes));
@@ -204,6 +213,8 @@ class AudioEngine {
         timestamp: this.timestamp,
         data: samples,
       });
+      this.handedAt.set(this.timestamp, performance.now());
+      if (this.handedAt.size > 100) this.handedAt.delete(this.handedAt.keys().next().value);
       this.timestamp += FRAME_MS * 1000;
       this.encoder().encode(data);
       data.close();
@@ -507,6 +518,8 @@ function startAudio() {
       if (client.sendVoice(bytes)) {
         stats.framesSent += 1;
         stats.voiceBytesSent += bytes.length;
+        stats.voiceSizes.push(bytes.length);
+        if (stats.voiceSizes.length > 1000) stats.voiceSizes.shift();
       }
     },
   });

@@ -160,11 +160,36 @@ test('in an Opus room (the default) the page sends 20 ms Opus packets and plays 
   // The owner sends 1200 Hz as Opus: the page decodes it and schedules 20 ms buffers.
   const encoder = new OpusEncoder();
   const theirs = tone(25, 1200);
-  for (let at = 0; at < theirs.length; at += 640) owner.sendVoice(new Uint8Array([0x02, ...encoder.encode(theirs.subarray(at, at + 640))]));
+  for (let at = 0; at < theirs.length; at += 640) {
+    owner.sendVoice(new Uint8Array([0x02, ...encoder.encode(theirs.subarray(at, at + 640))]));
+    // Paced as a speaker talks (the stand-in clock moves with it): the page drops what
+    // would play more than 160 ms ahead.
+    await sleep(20);
+    if (wx.audio) wx.audio.currentTime += 0.02;
+  }
   await until(() => wx.audio.played.length === 25, { what: 'twenty-five frames played' });
   assert.ok(wx.audio.played.every((p) => p.samples.length === 320));
   const played = wx.audio.played.slice(5).flatMap((p) => Array.from(p.samples));
   assert.ok(power(played, 1200) > 100 * power(played, 700), 'the page plays the 1200 Hz tone');
   encoder.destroy();
   decoder.destroy();
+});
+
+test('the jitter buffer drops frames that would play more than 160 ms ahead', live, async () => {
+  const owner = await newUser();
+  const room = await owner.createRoom({ name: uniqueName('burst'), seat_count: 0, codec: 'pcm16' });
+  await owner.join(room.id);
+  const wx = standInWx();
+  wx.loginCode = `code-${uniqueName('openid')}`;
+  const page = await loadPage(wx, process.env.VOICEROOM_TEST_URL);
+  after(() => page.onUnload());
+  await page.onLoad();
+  await page.join(tap({ id: room.id }));
+  // A burst of 20 frames (400 ms) at once, as after a stall: the stand-in clock stands
+  // still, so 60 ms ahead plus five frames reaches 160 ms and the rest are dropped.
+  for (let i = 0; i < 20; i++) owner.sendVoice(new Uint8Array([0x01, ...tone(1)]));
+  await until(() => wx.audio.played.length >= 6, { what: 'the burst scheduled' });
+  await sleep(300);
+  const ahead = wx.audio.played.map((p) => Math.round((p.at - wx.audio.currentTime) * 1000));
+  assert.deepEqual(ahead, [60, 80, 100, 120, 140, 160]);
 });

@@ -7,7 +7,7 @@
 //   RecorderManager frames (PCM, 16 kHz mono) are cut into 20 ms and sent as Opus
 //   packets (lib/opus.js, libopus in plain JavaScript, 24 kbit/s) or, in a PCM16 room,
 //   as they are. The others' frames are decoded and played through a WebAudioContext,
-//   each speaker scheduled a little ahead of now: a small jitter buffer.
+//   each speaker scheduled 60-160 ms ahead of now: a small jitter buffer.
 //
 // lib/voiceroom.js and lib/voiceroom/ are clients/js/voiceroom.js and its modules
 // (symlinks; copy both if your tools do not follow symlinks). vendor/opusscript/ is
@@ -28,8 +28,11 @@ import { OpusDecoder, OpusEncoder } from '../../lib/opus.js';
 const PCM_RATE = 16000;
 const FRAME_BYTES = 640; // 20 ms of 16 kHz mono PCM16
 const OPUS_BITRATE = 24000;
-const AHEAD_S = 0.06; // the jitter buffer: how far ahead of now a speaker's audio starts
-const MAX_AHEAD_S = 0.3; // beyond this, latency is dropped back to AHEAD_S
+// The jitter buffer, per speaker: audio starts AHEAD_S after now when it (re)starts, and
+// frames that would play more than MAX_AHEAD_S after now (a burst after a network
+// stall) are dropped, so the delay shrinks back instead of staying high.
+const AHEAD_S = 0.06;
+const MAX_AHEAD_S = 0.16;
 const SILENCE_RMS = 0.01;
 const RECORD_OPTIONS = {
   format: 'PCM',
@@ -286,14 +289,14 @@ Page({
     for (let i = 0; i < samples.length; i++) level += samples[i] * samples[i];
     level = Math.sqrt(level / (samples.length || 1));
     if (level > SILENCE_RMS) speaker.voiceAt = Date.now();
+    const now = audio.currentTime;
+    if (speaker.next < now + 0.01) speaker.next = now + AHEAD_S; // ran dry: start again
+    else if (speaker.next - now > MAX_AHEAD_S + 0.001) return; // too far behind: skip 20 ms
     const buffer = audio.createBuffer(1, samples.length, PCM_RATE);
     buffer.getChannelData(0).set(samples);
     const source = audio.createBufferSource();
     source.buffer = buffer;
     source.connect(audio.destination);
-    const now = audio.currentTime;
-    // Late (ran dry) or too far ahead (latency grew): start again a little ahead of now.
-    if (speaker.next < now + 0.01 || speaker.next > now + MAX_AHEAD_S) speaker.next = now + AHEAD_S;
     source.start(speaker.next);
     speaker.next += buffer.duration;
   },
