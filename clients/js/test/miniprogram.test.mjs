@@ -2,7 +2,9 @@
 // stand-in `wx` (real sockets, real HTTP) against a real server whose WeChat sign-in
 // talks to a local stand-in for jscode2session (tests/clients/conftest.py).
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, test } from 'node:test';
+import vm from 'node:vm';
 
 import { OpusDecoder, OpusEncoder } from '../../miniprogram/lib/opus.js';
 import { closeAll, collectVoice, live, newUser, sleep, standInWx, uniqueName, until } from '../testlib/helpers.mjs';
@@ -192,4 +194,21 @@ test('the jitter buffer drops frames that would play more than 160 ms ahead', li
   await sleep(300);
   const ahead = wx.audio.played.map((p) => Math.round((p.at - wx.audio.currentTime) * 1000));
   assert.deepEqual(ahead, [60, 80, 100, 120, 140, 160]);
+});
+
+test("the vendored Opus codec runs without Node's globals, as in a mini-program", () => {
+  // No process, require, Buffer, window or document: only what a mini-program's
+  // JavaScript has, and CommonJS's module.exports (WeChat's module system gives it).
+  const code = readFileSync(new URL('../../miniprogram/vendor/opusscript/opusscript_native_nasm.js', import.meta.url), 'utf8');
+  const module = { exports: {} };
+  const sandbox = vm.createContext({ module, exports: module.exports, console, setTimeout, clearTimeout });
+  vm.runInContext(code, sandbox, { filename: 'opusscript_native_nasm.js' });
+  const opus = module.exports();
+  const encoder = new opus.OpusScriptHandler(16000, 1, 2048);
+  const pcm = opus._malloc(640 * 2);
+  const out = opus._malloc(4000);
+  const frame = tone(1, 700);
+  opus.HEAPU16.set(frame, pcm >> 1); // lib/opus.js's layout: one PCM byte per 16-bit slot
+  const length = encoder._encode(pcm, frame.length, out, 320);
+  assert.ok(length > 2 && length < 200, `an Opus packet of ${length} bytes`);
 });
