@@ -5,7 +5,9 @@
 // player: one per speaker; plays the frames the page posts to it through a small jitter
 //   buffer: it starts after `prebufferSamples` are queued, keeps at most `maxSamples`
 //   (dropping the oldest, so latency cannot grow), and after running dry it waits to
-//   refill before playing again rather than crackling frame by frame. When its output
+//   refill before playing again rather than crackling frame by frame; while more than a
+//   frame over the prebuffer it drops silent frames, so a burst's delay does not stay.
+//   When its output
 //   turns from silence to sound it posts {contextTime, waited}: when that sound plays on
 //   the audio clock, and how long its frame waited in the jitter buffer (the page turns
 //   these into the latency figures tests measure).
@@ -61,6 +63,12 @@ class PlayerProcessor extends AudioWorkletProcessor {
         return;
       }
       const frame = event.data;
+      // Behind (more than a frame over the prebuffer, after a burst): a silent frame is
+      // dropped rather than queued, so the delay shrinks back without an audible cut.
+      if (this.playing && this.queued > this.prebuffer + frame.length && quiet(frame, this.silence)) {
+        this.dropped += 1;
+        return;
+      }
       this.queue.push(frame);
       this.arrivals.push(currentTime);
       this.queued += frame.length;
@@ -108,6 +116,12 @@ class PlayerProcessor extends AudioWorkletProcessor {
     }
     return true;
   }
+}
+
+function quiet(frame, level) {
+  let energy = 0;
+  for (let i = 0; i < frame.length; i++) energy += frame[i] * frame[i];
+  return Math.sqrt(energy / (frame.length || 1)) <= level;
 }
 
 PlayerProcessor.prototype.noticeOnset = function noticeOnset(head, written) {

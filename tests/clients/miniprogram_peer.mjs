@@ -82,7 +82,15 @@ function micFrame() {
   return { bytes, on };
 }
 
+// How late the 5 ms feeding timer fires: the peer's event loop delay, which delays its
+// sends and the handling of what it receives alike.
+const lateMs = [];
+let lastTick = 0;
+
 function feedDue() {
+  const tick = now();
+  if (lastTick) lateMs.push(tick - lastTick - 5);
+  lastTick = tick;
   if (!mic.started || !wx.recorder || !wx.recorder.recording) return;
   const due = Math.floor((now() - mic.started) / 20);
   while (mic.fed < due) {
@@ -216,6 +224,11 @@ const commands = {
   },
   sent() {
     return { sizes: sentSizes };
+  },
+  lag() {
+    const sorted = [...lateMs].sort((a, b) => a - b);
+    const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] || 0;
+    return { p50: at(0.5), p95: at(0.95), max: at(1) };
   },
   async leave() {
     clearInterval(mic.timer);

@@ -177,7 +177,7 @@ test('in an Opus room (the default) the page sends 20 ms Opus packets and plays 
   decoder.destroy();
 });
 
-test('the jitter buffer drops frames that would play more than 160 ms ahead', live, async () => {
+test('the jitter buffer drops silent frames when behind, and every frame 160 ms ahead', live, async () => {
   const owner = await newUser();
   const room = await owner.createRoom({ name: uniqueName('burst'), seat_count: 0, codec: 'pcm16' });
   await owner.join(room.id);
@@ -194,6 +194,17 @@ test('the jitter buffer drops frames that would play more than 160 ms ahead', li
   await sleep(300);
   const ahead = wx.audio.played.map((p) => Math.round((p.at - wx.audio.currentTime) * 1000));
   assert.deepEqual(ahead, [60, 80, 100, 120, 140, 160]);
+
+  // 100 ms ahead now: more than a frame over the 60 ms target, so a silent frame is
+  // dropped (nobody hears it) and a voiced one is still played.
+  wx.audio.currentTime += 0.08;
+  owner.sendVoice(new Uint8Array([0x01, ...new Uint8Array(640)]));
+  owner.sendVoice(new Uint8Array([0x01, ...tone(1)]));
+  await until(() => wx.audio.played.length === 7, { what: 'the voiced frame' });
+  await sleep(200);
+  assert.equal(wx.audio.played.length, 7);
+  assert.equal(Math.round((wx.audio.played[6].at - wx.audio.currentTime) * 1000), 100);
+  assert.ok(wx.audio.played[6].samples.some((x) => x !== 0));
 });
 
 test("the vendored Opus codec runs without Node's globals, as in a mini-program", () => {

@@ -27,6 +27,23 @@ function opus() {
   return native;
 }
 
+/**
+ * Make the libopus module and run a second of audio through it, so that the first frames
+ * of a conversation do not pay for it: on a busy machine the first use stalled the page
+ * for seconds, and the frames that piled up meanwhile left a jitter buffer full.
+ */
+export function warmUpOpus() {
+  const encoder = new OpusEncoder();
+  const decoder = new OpusDecoder();
+  const frame = new Int16Array(encoder.frameSamples);
+  for (let n = 0; n < 50; n++) {
+    for (let i = 0; i < frame.length; i++) frame[i] = Math.round(4000 * Math.sin((2 * Math.PI * 440 * (n * frame.length + i)) / 16000));
+    decoder.decode(encoder.encode(frame));
+  }
+  encoder.destroy();
+  decoder.destroy();
+}
+
 export class OpusEncoder {
   /** @param {{sampleRate?: number, bitrate?: number}} [options] */
   constructor({ sampleRate = 16000, bitrate = 24000 } = {}) {

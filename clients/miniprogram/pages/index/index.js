@@ -23,14 +23,15 @@ import {
   roomAudioCodec,
   wxRequestFetch,
 } from '../../lib/voiceroom.js';
-import { OpusDecoder, OpusEncoder } from '../../lib/opus.js';
+import { OpusDecoder, OpusEncoder, warmUpOpus } from '../../lib/opus.js';
 
 const PCM_RATE = 16000;
 const FRAME_BYTES = 640; // 20 ms of 16 kHz mono PCM16
 const OPUS_BITRATE = 24000;
-// The jitter buffer, per speaker: audio starts AHEAD_S after now when it (re)starts, and
-// frames that would play more than MAX_AHEAD_S after now (a burst after a network
-// stall) are dropped, so the delay shrinks back instead of staying high.
+// The jitter buffer, per speaker: audio starts AHEAD_S after now when it (re)starts;
+// while it would play more than a frame later than that (a burst after a stall left it
+// behind), silent frames are dropped, which nobody hears, and beyond MAX_AHEAD_S every
+// frame is, so the delay shrinks back instead of staying high.
 const AHEAD_S = 0.06;
 const MAX_AHEAD_S = 0.16;
 const SILENCE_RMS = 0.01;
@@ -54,6 +55,7 @@ let audio = null;
 let codec = AUDIO_OPUS; // the room's, once joined
 let encoder = null; // OpusEncoder in an Opus room
 let pending = new Uint8Array(0); // recorded bytes not yet sent (less than one frame)
+let opusWarm = false;
 const speakers = new Map(); // user id -> {next, voiceAt, decoder}
 
 Page({
@@ -143,6 +145,14 @@ Page({
   async signedIn() {
     this.setData({ signedIn: true, status: '' });
     await this.loadRooms();
+    // While the user picks a room, not when they start talking.
+    setTimeout(() => this.warmUp(), 0);
+  },
+
+  warmUp() {
+    if (opusWarm) return;
+    opusWarm = true;
+    warmUpOpus();
   },
 
   // -- rooms --
@@ -202,6 +212,7 @@ Page({
   },
 
   async enter(id, password) {
+    this.warmUp();
     try {
       await client.join(id, password ? { password } : {});
     } catch (err) {
@@ -290,8 +301,10 @@ Page({
     level = Math.sqrt(level / (samples.length || 1));
     if (level > SILENCE_RMS) speaker.voiceAt = Date.now();
     const now = audio.currentTime;
-    if (speaker.next < now + 0.01) speaker.next = now + AHEAD_S; // ran dry: start again
-    else if (speaker.next - now > MAX_AHEAD_S + 0.001) return; // too far behind: skip 20 ms
+    const ahead = speaker.next - now;
+    if (ahead < 0.01) speaker.next = now + AHEAD_S; // ran dry: start again
+    else if (ahead > MAX_AHEAD_S + 0.001) return; // too far behind: skip 20 ms
+    else if (ahead > AHEAD_S + 0.021 && level <= SILENCE_RMS) return; // behind: skip a silent 20 ms
     const buffer = audio.createBuffer(1, samples.length, PCM_RATE);
     buffer.getChannelData(0).set(samples);
     const source = audio.createBufferSource();
