@@ -223,3 +223,29 @@ test("the vendored Opus codec runs without Node's globals, as in a mini-program"
   const length = encoder._encode(pcm, frame.length, out, 320);
   assert.ok(length > 2 && length < 200, `an Opus packet of ${length} bytes`);
 });
+
+test('the page creates a private PCM16 room and is in it', live, async () => {
+  const wx = standInWx();
+  wx.loginCode = `code-${uniqueName('openid')}`;
+  const page = await loadPage(wx, process.env.VOICEROOM_TEST_URL);
+  after(() => page.onUnload());
+  await page.onLoad();
+  const name = uniqueName('made');
+  const field = (name, value) => ({ currentTarget: { dataset: { field: name } }, detail: { value } });
+  page.onNewRoom(field('name', name));
+  page.onNewRoom(field('seats', '3'));
+  page.onNewRoom(field('password', 'pw-for-the-room'));
+  page.onNewRoom(field('pcm16', ['pcm16'])); // a checkbox-group's value: the checked boxes
+  await page.createRoom();
+  assert.equal(page.data.room.name, name);
+  assert.equal(page.data.room.codec, 'PCM16');
+  assert.deepEqual(page.data.newRoom, { name: '', seats: '8', password: '', pcm16: false });
+
+  // Someone else sees it private, in PCM16, with its creator in it; the password works.
+  const other = await newUser();
+  const listed = (await other.listRooms({ status: 'open' })).results.find((r) => r.name === name);
+  assert.deepEqual([listed.is_private, listed.codec, listed.seat_count, listed.online_count], [true, 'pcm16', 3, 1]);
+  await assert.rejects(other.join(listed.id, { password: 'wrong-password' }), (err) => err.code === 'bad_password');
+  await other.join(listed.id, { password: 'pw-for-the-room' });
+  assert.equal(other.room.codec, 'pcm16');
+});
