@@ -5,6 +5,7 @@ Thin views: validate the body, call accounts.services, render with UserSerialize
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -16,7 +17,7 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.authentication import AuthenticatedRequest
 from accounts.serializers import UserSerializer
-from voiceroom.errors import PARSER_CLASSES, ErrorSerializer
+from voiceroom.errors import PARSER_CLASSES, ErrorSerializer, NotFound
 from voiceroom.throttling import AddressRateThrottle
 
 # Long enough for any passphrase, short enough that hashing it is not a denial of service.
@@ -116,6 +117,50 @@ class LoginApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user, token = services.user_login(**serializer.validated_data)
+        return Response(_auth_payload(user, token))
+
+
+class DevLoginApi(APIView):
+    """Sign-in for local development, answered only when the node runs with DEBUG on."""
+
+    parser_classes = PARSER_CLASSES
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [AddressRateThrottle]
+    throttle_scope = "login"
+
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
+        password = serializers.CharField(
+            max_length=PASSWORD_MAX_LENGTH, trim_whitespace=False, write_only=True
+        )
+
+        class Meta:
+            ref_name = "DevLogin"
+
+    @extend_schema(
+        operation_id="auth_dev",
+        summary="Development sign-in (DEBUG nodes only)",
+        description=(
+            "For trying the mini-program example against a local node (`make run`): logs "
+            "in, or creates the account on first use. Answers like login. A node with "
+            "DJANGO_DEBUG off answers 404 `not_found`."
+        ),
+        request=InputSerializer,
+        responses={
+            200: AuthOutputSerializer,
+            400: _error("`invalid_credentials`, `invalid` or `malformed_request`."),
+            404: _error("`not_found`: DEBUG is off on this node."),
+            429: _error("`throttled`: too many attempts; see the Retry-After header."),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        if not settings.DEBUG:
+            raise NotFound("Development sign-in is off: this node runs with DJANGO_DEBUG off.")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user, token = services.user_dev_sign_in(**serializer.validated_data)
         return Response(_auth_payload(user, token))
 
 

@@ -15,6 +15,7 @@ urlpatterns = [
     *_route("register", apis.RegisterApi, "auth-register"),
     *_route("login", apis.LoginApi, "auth-login"),
     *_route("wechat", apis.WechatLoginApi, "auth-wechat"),
+    *_route("dev", apis.DevLoginApi, "auth-dev"),
     *_route("logout", apis.LogoutApi, "auth-logout"),
     *_route("me", apis.MeApi, "auth-me"),
 ]

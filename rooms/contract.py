@@ -73,6 +73,7 @@ class Room(TypedDict):
     status: str
     capacity: int
     seat_count: int
+    codec: str
     is_private: bool
     online_count: int
     created_at: str

@@ -12,6 +12,11 @@ class Room(models.Model):
         OPEN = "open"
         CLOSED = "closed"
 
+    class Codec(models.TextChoices):
+        # What every client of the room sends and expects; the server never decodes.
+        OPUS = "opus"
+        PCM16 = "pcm16"
+
     name = models.CharField(max_length=100)
     topic = models.CharField(max_length=200, blank=True)
     owner = models.ForeignKey(
@@ -26,6 +31,8 @@ class Room(models.Model):
         default=SEATS_DEFAULT,
         validators=[MinValueValidator(SEATS_MIN), MaxValueValidator(SEATS_MAX)],
     )
+    # Chosen at creation and never changed: clients pick their encoder from it.
+    codec = models.CharField(max_length=8, choices=Codec.choices, default=Codec.OPUS)
     # Hashed like a user password; empty means the room is public.
     password_hash = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

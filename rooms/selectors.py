@@ -101,6 +101,7 @@ def room_dict(room: Room, *, online_count: int | None = None) -> contract.Room:
         "status": room.status,
         "capacity": room.capacity,
         "seat_count": room.seat_count,
+        "codec": room.codec,
         "is_private": room.is_private,
         "online_count": (
             online_count if online_count is not None else _online_count(room_id=room.pk)

@@ -1,14 +1,14 @@
 // The demo page: sign up or log in, the room list with live online counts, a room with
 // its seats, people, chat and voice. Everything talks to the server through the SDK.
 //
-// Audio: the microphone is cut into 20 ms frames by an AudioWorklet, encoded as Opus
-// through WebCodecs where the browser has it (else 16 kHz PCM16), and sent with the
-// codec in the payload's first byte (the SDK's AUDIO_OPUS / AUDIO_PCM16). Each speaker
-// plays through their own AudioWorklet with a small jitter buffer. Speaking indicators
-// come from the level of the decoded audio.
+// Audio: the microphone is cut into 20 ms frames by an AudioWorklet and sent in the
+// room's codec (contract v1.1 "Codec", the SDK's roomAudioCodec): Opus through WebCodecs
+// (the default; a browser without WebCodecs listens only) or 16 kHz PCM16, with the
+// codec in the payload's first byte (AUDIO_OPUS / AUDIO_PCM16). Each speaker plays
+// through their own AudioWorklet with a small jitter buffer. Speaking indicators come
+// from the level of the decoded audio.
 //
-// ?codec=pcm forces PCM16 (what the mini-program example can play), ?codec=opus asks
-// for Opus. Counters for tests and the curious: window.voiceroomDemo.
+// Counters for tests and the curious: window.voiceroomDemo.
 
 import {
   AUDIO_OPUS,
@@ -19,10 +19,12 @@ import {
   encodeAudioPayload,
   float32ToPcm16,
   pcm16ToFloat32,
+  roomAudioCodec,
 } from '../js/voiceroom.js';
 
 const FRAME_MS = 20;
 const PCM_RATE = 16000;
+const OPUS_BITRATE = 24000; // the mini-program example's too
 const SILENCE_RMS = 0.01; // about -40 dBFS: below it a frame counts as silence
 const SPEAKING_HOLD_MS = 350; // an indicator stays lit this long after the last voiced frame
 const LEVEL_STALE_MS = 250; // no frame for this long: the speaker's level is 0
@@ -31,16 +33,24 @@ const TOKEN_KEY = 'voiceroom.demo.token';
 
 const stats = {
   codec: null,
+  codecError: null,
   state: 'idle',
   framesSent: 0,
+  voiceBytesSent: 0, // payload bytes (codec byte included) of the frames sent
+  voiceSizes: [], // the sizes of the last 1000 of them
+  encodeDelayMs: [], // Opus: frame handed to WebCodecs -> its packet out (last 200)
   framesReceived: 0,
   framesDecoded: 0,
   decodeErrors: 0,
   framesFrom: {},
   nonSilentFramesFrom: {},
   lastLevelFrom: {},
+  recentFrom: {}, // the last 0.5 s each speaker played, as 20 ms Float32Arrays (tests read it)
+  sampleRate: 0,
   micLevel: 0,
   micError: null,
+  onsets: [], // players' onsets after silence: {id, at (epoch ms), waitedMs (in the jitter buffer)}
+  micOnsets: [], // the microphone's onsets after silence (epoch ms)
   client: null,
 };
 window.voiceroomDemo = stats;
@@ -85,13 +95,14 @@ class AudioEngine {
    * @param {{codec: string, send: (bytes: Uint8Array) => void, canSpeak: () => boolean}} options
    */
   constructor(options) {
-    this.preferred = options.codec;
+    this.codec = null; // set from the room (useRoomCodec) once joined
     this.send = options.send;
     this.canSpeak = options.canSpeak;
     this.muted = false;
     this.speakers = new Map();
     this.lastMicVoice = 0;
     this.timestamp = 0;
+    this.handedAt = new Map(); // AudioData timestamp -> when it went to the encoder
   }
 
   /** Call from a click: the AudioContext must be created during the user's gesture. */
@@ -105,9 +116,9 @@ class AudioEngine {
     const modules = this.ctx.audioWorklet.addModule(new URL('./worklets.js', import.meta.url));
     if (this.ctx.state === 'suspended') this.ctx.resume().catch(() => {});
     await modules;
-    this.codec = await this.chooseCodec();
-    stats.codec = this.codec;
+    this.opusSupported = await this.canOpus();
     this.frameSamples = Math.round((this.ctx.sampleRate * FRAME_MS) / 1000);
+    stats.sampleRate = this.ctx.sampleRate;
     try {
       this.stream = await navigator.mediaDevices.getUserMedia({
         audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
@@ -133,31 +144,51 @@ class AudioEngine {
   }
 
   opusConfig() {
-    return { codec: 'opus', sampleRate: this.ctx.sampleRate, numberOfChannels: 1, bitrate: 32000, opus: { frameDuration: FRAME_MS * 1000 } };
+    return { codec: 'opus', sampleRate: this.ctx.sampleRate, numberOfChannels: 1, bitrate: OPUS_BITRATE, opus: { frameDuration: FRAME_MS * 1000 } };
   }
 
-  async chooseCodec() {
-    if (this.preferred !== 'pcm' && 'AudioEncoder' in window && 'AudioDecoder' in window) {
-      try {
-        if ((await AudioEncoder.isConfigSupported(this.opusConfig())).supported) return 'opus';
-      } catch (_) {
-        /* fall through to PCM */
-      }
+  async canOpus() {
+    if (!('AudioEncoder' in window && 'AudioDecoder' in window)) return false;
+    try {
+      return (await AudioEncoder.isConfigSupported(this.opusConfig())).supported;
+    } catch (_) {
+      return false;
     }
-    return 'pcm';
+  }
+
+  /** Send in the room's codec: every client of the room expects it. */
+  useRoomCodec(room) {
+    const wanted = roomAudioCodec(room) === AUDIO_OPUS ? 'opus' : 'pcm';
+    this.codecError = null;
+    if (wanted === 'opus' && !this.opusSupported) {
+      // Sending PCM16 to an Opus room would only be noise to the others: listen only.
+      this.codec = null;
+      this.codecError = 'This browser has no Opus encoder (WebCodecs): listening only.';
+    } else {
+      this.codec = wanted;
+    }
+    stats.codec = this.codec;
+    stats.codecError = this.codecError;
   }
 
   encoder() {
     if (this._encoder && this._encoder.state === 'configured') return this._encoder;
     this._encoder = new AudioEncoder({
       output: (chunk) => {
+        const handed = this.handedAt.get(chunk.timestamp);
+        if (handed !== undefined) {
+          this.handedAt.delete(chunk.timestamp);
+          stats.encodeDelayMs.push(performance.now() - handed);
+          if (stats.encodeDelayMs.length > 200) stats.encodeDelayMs.shift();
+        }
         const bytes = new Uint8Array(chunk.byteLength);
         chunk.copyTo(bytes);
         this.send(encodeAudioPayload(AUDIO_OPUS, bytes));
       },
       error: (err) => {
-        console.warn('Opus encoder failed, switching to PCM16', err);
-        this.codec = stats.codec = 'pcm';
+        console.warn('Opus encoder failed: listening only', err);
+        this.codec = stats.codec = null;
+        this.codecError = stats.codecError = `Opus encoder failed: ${err.message || err}`;
       },
     });
     this._encoder.configure(this.opusConfig());
@@ -168,7 +199,9 @@ class AudioEngine {
   captured(samples) {
     const level = rms(samples);
     stats.micLevel = level;
-    const speaking = !this.muted && this.canSpeak();
+    const speaking = !this.muted && this.canSpeak() && this.codec !== null;
+    if (level > SILENCE_RMS && this.micQuiet) stats.micOnsets.push(performance.timeOrigin + performance.now() - FRAME_MS);
+    this.micQuiet = level <= SILENCE_RMS;
     if (level > SILENCE_RMS && speaking) this.lastMicVoice = performance.now();
     if (!speaking) return;
     if (this.codec === 'opus') {
@@ -180,6 +213,8 @@ class AudioEngine {
         timestamp: this.timestamp,
         data: samples,
       });
+      this.handedAt.set(this.timestamp, performance.now());
+      if (this.handedAt.size > 100) this.handedAt.delete(this.handedAt.keys().next().value);
       this.timestamp += FRAME_MS * 1000;
       this.encoder().encode(data);
       data.close();
@@ -233,6 +268,9 @@ class AudioEngine {
       speaker.lastVoiceAt = now;
       stats.nonSilentFramesFrom[id] = (stats.nonSilentFramesFrom[id] || 0) + 1;
     }
+    const recent = (stats.recentFrom[id] = stats.recentFrom[id] || []);
+    recent.push(samples.slice());
+    if (recent.length > 25) recent.shift();
     speaker.node.port.postMessage(samples, [samples.buffer]);
   }
 
@@ -244,13 +282,24 @@ class AudioEngine {
         numberOfInputs: 0,
         numberOfOutputs: 1,
         outputChannelCount: [1],
-        processorOptions: { prebufferSamples: 3 * frame, maxSamples: 10 * frame },
+        processorOptions: { prebufferSamples: 3 * frame, maxSamples: 10 * frame, silence: SILENCE_RMS },
       });
+      node.port.onmessage = (event) => this.onset(id, event.data);
       node.connect(this.ctx.destination);
       speaker = { node, decoder: null, level: 0, lastFrameAt: 0, lastVoiceAt: 0 };
       this.speakers.set(id, speaker);
     }
     return speaker;
+  }
+
+  /** The player started sounding after silence, at `contextTime` on the audio clock. */
+  onset(id, { contextTime, waited }) {
+    if (!this.ctx || contextTime === undefined) return;
+    // The audio clock to the wall clock, through the output's latest timestamp.
+    const stamp = this.ctx.getOutputTimestamp();
+    const at = performance.timeOrigin + stamp.performanceTime + (contextTime - stamp.contextTime) * 1000;
+    stats.onsets.push({ id, at, waitedMs: waited * 1000 });
+    if (stats.onsets.length > 200) stats.onsets.shift();
   }
 
   forgetAll() {
@@ -333,7 +382,6 @@ function timeOf(ts) {
 
 // --- the page -------------------------------------------------------------------------
 
-const params = new URLSearchParams(location.search);
 const client = new VoiceRoomClient({ token: localStorage.getItem(TOKEN_KEY) });
 stats.client = client;
 
@@ -442,6 +490,7 @@ async function createRoom(event) {
     name: $('#room-name').value.trim(),
     topic: $('#room-topic').value.trim(),
     seat_count: Number($('#room-seats').value || 0),
+    codec: $('#room-codec').value,
   };
   const password = $('#room-password').value;
   if (password) fields.password = password;
@@ -464,10 +513,14 @@ async function createRoom(event) {
 function startAudio() {
   if (engine) return engine.started;
   engine = new AudioEngine({
-    codec: params.get('codec') || 'auto',
     canSpeak,
     send: (bytes) => {
-      if (client.sendVoice(bytes)) stats.framesSent += 1;
+      if (client.sendVoice(bytes)) {
+        stats.framesSent += 1;
+        stats.voiceBytesSent += bytes.length;
+        stats.voiceSizes.push(bytes.length);
+        if (stats.voiceSizes.length > 1000) stats.voiceSizes.shift();
+      }
     },
   });
   engine.started = engine.start().catch((err) => {
@@ -504,6 +557,7 @@ async function joinRoom(room, options = {}) {
   }
   pendingMute = null;
   await audio;
+  if (engine) engine.useRoomCodec(client.room);
   $('#chat-log').replaceChildren();
   notice('');
   show($('#lobby-hint'), false);
@@ -627,6 +681,7 @@ function renderControls() {
   show($('#mod-muted'), Boolean(modMuted) && state === 'open');
   let hint = '';
   if (engine && engine.micError) hint = 'No microphone: listening only.';
+  else if (engine && engine.codecError) hint = engine.codecError;
   else if (you && you.muted) hint = 'A moderator muted you.';
   else if (modMuted) hint = 'A moderator muted your seat.';
   else if (client.room && client.room.seat_count === 0) hint = 'No seats here: everyone can talk.';

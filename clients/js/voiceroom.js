@@ -39,7 +39,14 @@ export {
   VOICE_WHISPER,
 } from './voiceroom/constants.js';
 export { VoiceRoomError } from './voiceroom/errors.js';
-export { decodeAudioPayload, encodeAudioPayload, float32ToPcm16, parseVoiceFrame, pcm16ToFloat32 } from './voiceroom/voice.js';
+export {
+  decodeAudioPayload,
+  encodeAudioPayload,
+  float32ToPcm16,
+  parseVoiceFrame,
+  pcm16ToFloat32,
+  roomAudioCodec,
+} from './voiceroom/voice.js';
 export { WebSocketTransport, WxSocketTransport, wxRequestFetch } from './voiceroom/socket.js';
 export { maySpeak } from './voiceroom/speak.js';
 export { VoiceRoomClient } from './voiceroom/client.js';

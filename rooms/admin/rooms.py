@@ -69,6 +69,14 @@ class PrivateFilter(admin.SimpleListFilter):
 class RoomAdminForm(forms.ModelForm):
     """Room fields, plus the room password as plain text in, hash stored (by the service)."""
 
+    codec = forms.ChoiceField(
+        choices=Room.Codec.choices,
+        required=False,
+        initial=Room.Codec.OPUS,
+        help_text="What every client of the room sends; Opus unless clients only do PCM16. "
+        "Cannot be changed later.",
+    )
+
     password = forms.CharField(
         required=False,
         strip=False,
@@ -81,7 +89,7 @@ class RoomAdminForm(forms.ModelForm):
 
     class Meta:
         model = Room
-        fields = ["name", "topic", "owner", "capacity", "seat_count"]
+        fields = ["name", "topic", "owner", "capacity", "seat_count", "codec"]
 
 
 class MembershipInline(SeatNumberColumn, admin.TabularInline):
@@ -118,10 +126,11 @@ class RoomAdmin(admin.ModelAdmin):
         "is_private",
         "capacity",
         "seat_count",
+        "codec",
         "created_at",
     )
     list_display_links = ("id", "name")
-    list_filter = ("status", PrivateFilter, "created_at")
+    list_filter = ("status", "codec", PrivateFilter, "created_at")
     search_fields = ("name", "topic", "owner__username")
     list_select_related = ("owner",)
     date_hierarchy = "created_at"
@@ -131,7 +140,7 @@ class RoomAdmin(admin.ModelAdmin):
     autocomplete_fields = ("owner",)
 
     def get_fieldsets(self, request, obj=None):
-        main = ["name", "topic", "owner", "capacity", "seat_count"]
+        main = ["name", "topic", "owner", "capacity", "seat_count", "codec"]
         fieldsets: list[tuple[str | None, dict[str, list[str]]]] = [(None, {"fields": main})]
         fieldsets.append(("Password", {"fields": ["password", "remove_password"]}))
         if obj is not None:
@@ -141,9 +150,10 @@ class RoomAdmin(admin.ModelAdmin):
         return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
-        # room_update cannot move ownership; the owner is chosen once, at creation.
+        # room_update cannot move ownership or change the codec: both are chosen once,
+        # at creation (clients of the room were built around the codec).
         if obj is not None:
-            return (*self.readonly_fields, "owner")
+            return (*self.readonly_fields, "owner", "codec")
         return self.readonly_fields
 
     def get_queryset(self, request):
@@ -189,6 +199,7 @@ class RoomAdmin(admin.ModelAdmin):
                 capacity=data["capacity"],
                 seat_count=data["seat_count"],
                 password=password,
+                codec=data.get("codec") or Room.Codec.OPUS,
             )
         else:
             changes = {

@@ -53,6 +53,7 @@ RoomSerializer = _declare(
     read_only=True,
     owner=UserSerializer(read_only=True),
     status=serializers.ChoiceField(choices=Room.Status.choices, read_only=True),
+    codec=serializers.ChoiceField(choices=Room.Codec.choices, read_only=True),
     created_at=serializers.DateTimeField(read_only=True),
 )
 

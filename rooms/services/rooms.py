@@ -43,10 +43,20 @@ def room_create(
     capacity: int = 50,
     seat_count: int = 8,
     password: str | None = None,
+    codec: str = Room.Codec.OPUS,
 ) -> Room:
     _check_range("capacity", capacity, CAPACITY_MIN, CAPACITY_MAX)
     _check_range("seat_count", seat_count, SEATS_MIN, SEATS_MAX)
-    room = Room(owner=owner, name=name, topic=topic or "", capacity=capacity, seat_count=seat_count)
+    # full_clean refuses a codec outside Room.Codec; room_update has no codec argument,
+    # so a room keeps the codec its clients were built around.
+    room = Room(
+        owner=owner,
+        name=name,
+        topic=topic or "",
+        capacity=capacity,
+        seat_count=seat_count,
+        codec=codec,
+    )
     room.set_password(password)
     room.full_clean(exclude=["password_hash"])
     room.save()

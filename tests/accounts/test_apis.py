@@ -241,3 +241,31 @@ def test_behind_one_trusted_proxy_each_client_address_has_its_own_budget(setting
     # a value the client prepended itself is not the one read.
     second = APIClient(HTTP_X_FORWARDED_FOR="203.0.113.5, 198.51.100.2")
     assert second.post("/api/auth/login", wrong, format="json").status_code == 400
+
+
+# --- development sign-in ------------------------------------------------------------------
+
+
+def test_dev_sign_in_is_off_without_debug(settings):
+    settings.DEBUG = False
+    response = APIClient().post(
+        "/api/auth/dev", {"username": "devuser", "password": "a-Long-pass-123"}, format="json"
+    )
+    assert_error(response, 404, "not_found")
+    assert not User.objects.filter(username="devuser").exists()
+
+
+def test_dev_sign_in_creates_then_logs_in_under_debug(settings):
+    settings.DEBUG = True
+    body = {"username": "devuser", "password": "a-Long-pass-123"}
+    first = APIClient().post("/api/auth/dev", body, format="json")
+    assert first.status_code == 200, first.content
+    assert first.json()["user"]["username"] == "devuser"
+    again = APIClient().post("/api/auth/dev", body, format="json")
+    assert again.status_code == 200, again.content
+    assert again.json()["user"]["id"] == first.json()["user"]["id"]
+    assert authed(again.json()["token"]).get("/api/auth/me").status_code == 200
+    wrong = APIClient().post(
+        "/api/auth/dev", {**body, "password": "not-the-one-123"}, format="json"
+    )
+    assert_error(wrong, 400, "invalid_credentials")

@@ -1,7 +1,7 @@
 """The demo page end to end: two people in two headless Chromium contexts talk through a
 real daphne node. Chromium's fake microphone (a periodic beep) is the voice.
 
-A uses Opus (WebCodecs), B uses PCM16 (?codec=pcm): both codecs go both ways. What is
+The room is an Opus room (the default codec): both pages send Opus (WebCodecs). What is
 checked is what a person notices: each page decodes the other's audio and shows them
 speaking, and when A mutes, B's level from A falls to silence; every button says what it
 mutes, and a moderator's mute is shown plainly. An operator's admin page follows the room
@@ -100,8 +100,8 @@ def test_two_browsers_hear_each_other_and_mute_silences(browser, client_node):
     from playwright.sync_api import expect
 
     room_name = f"Duet {secrets.token_hex(2)}"
-    alice = Person(browser, client_node.url, "Alice")  # Opus where WebCodecs has it
-    bob = Person(browser, client_node.url, "Bob", "?codec=pcm")
+    alice = Person(browser, client_node.url, "Alice")
+    bob = Person(browser, client_node.url, "Bob")
     try:
         alice.page.wait_for_selector("#auth:not([hidden])")
         alice.shot("demo-sign-in.png")
@@ -144,10 +144,10 @@ def test_two_browsers_hear_each_other_and_mute_silences(browser, client_node):
         expect(bob.page.locator(f'.participant[data-user-id="{a_id}"]')).to_have_class(
             re.compile(r"\bspeaking\b"), timeout=5_000
         )
-        # And Bob's reaches Alice's, in the other codec.
+        # And Bob's reaches Alice's, in the room's codec.
         alice.wait_for("(s.nonSilentFramesFrom[id] || 0) >= 10", b_id)
         assert alice.stat("s.codec") == "opus"
-        assert bob.stat("s.codec") == "pcm"
+        assert bob.stat("s.codec") == "opus"
         assert alice.stat("s.decodeErrors") == 0 and bob.stat("s.decodeErrors") == 0
 
         alice.page.fill("#chat-input", "can you hear me?")
@@ -247,7 +247,7 @@ def test_admin_live_participants_come_first_and_follow_the_room(browser, client_
     from playwright.sync_api import expect
 
     alice = Person(browser, client_node.url, "Alice")
-    bob = Person(browser, client_node.url, "Bob", "?codec=pcm")
+    bob = Person(browser, client_node.url, "Bob")
     admin = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         alice.sign_up()

@@ -69,3 +69,23 @@ def test_demo_page_loads_the_sdk_and_its_code():
     assert 'id="auth-form"' in html
     # demo.js imports the SDK by a relative path that resolves to /static/js/voiceroom.js.
     assert "from '../js/voiceroom.js'" in (ROOT / "clients/demo/demo.js").read_text()
+
+
+def test_the_miniprogram_opus_codec_is_the_recorded_npm_copy_with_its_licences():
+    # vendor/opusscript/ is made by clients/miniprogram/scripts/vendor-opus.mjs from the
+    # version package-lock.json pins; its package.json records each file's sha256.
+    import hashlib
+    import json
+
+    mp = ROOT / "clients/miniprogram"
+    manifest = json.loads((mp / "vendor/opusscript/package.json").read_text())
+    lock = json.loads((mp / "package-lock.json").read_text())
+    pinned = lock["packages"]["node_modules/opusscript"]["version"]
+    assert manifest["vendored"]["from"] == f"opusscript@{pinned}"
+    files = manifest["vendored"]["sha256"]
+    assert {"opusscript_native_nasm.js", "LICENSE", "COPYING.libopus"} <= set(files)
+    for name, digest in files.items():
+        data = (mp / "vendor/opusscript" / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest, name
+    # No WebAssembly to load: a mini-program on iOS has none.
+    assert not list((mp / "vendor").rglob("*.wasm"))

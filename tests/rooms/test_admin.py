@@ -219,12 +219,49 @@ def test_add_room_in_admin_uses_room_create(admin_client, admin_user, owner):
     assert response.status_code == 302, response.content.decode()[:3000]
     room = Room.objects.get(name="Made by staff")
     assert (room.owner, room.capacity, room.seat_count) == (owner, 10, 4)
+    assert room.codec == Room.Codec.OPUS  # the default, when the form leaves it out
     assert room.is_private and room.check_password("letmein")
     # room_create's work: the owner is a member with role owner, seats exist, audit row.
     membership = Membership.objects.get(room=room, user=owner)
     assert membership.role == Membership.Role.OWNER
     assert room.seats.count() == 4
     assert len(audit(room, Action.ROOM_CREATE)) == 1
+
+
+def test_add_a_pcm16_room_in_admin_and_its_codec_is_then_read_only(admin_client, admin_user, owner):
+    response = admin_client.post(
+        reverse("admin:rooms_room_add"),
+        {
+            "name": "PCM only",
+            "owner": owner.pk,
+            "capacity": 10,
+            "seat_count": 2,
+            "codec": "pcm16",
+            **_inline_management(),
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    room = Room.objects.get(name="PCM only")
+    assert room.codec == Room.Codec.PCM16
+
+    url = reverse("admin:rooms_room_change", args=[room.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'name="codec"' not in page  # shown, not editable
+    response = admin_client.post(
+        url,
+        {
+            "name": "PCM only",
+            "topic": "",
+            "capacity": 10,
+            "seat_count": 2,
+            "codec": "opus",
+            "password": "",
+            **_inline_management(),
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    room.refresh_from_db()
+    assert room.codec == Room.Codec.PCM16
 
 
 def test_edit_room_in_admin_uses_room_update(admin_client, admin_user, room, owner):

@@ -13,6 +13,7 @@ import {
   float32ToPcm16,
   parseVoiceFrame,
   pcm16ToFloat32,
+  roomAudioCodec,
   wxRequestFetch,
 } from '../voiceroom.js';
 import { P, ScriptedTransport, scriptedClient, serve, welcome } from '../testlib/scripted.mjs';
@@ -36,6 +37,13 @@ test('audio payloads carry their codec in the first byte', () => {
   const back = pcm16ToFloat32(data);
   assert.deepEqual(Array.from(back).map((x) => Math.round(x * 100) / 100), [0, 0.5, -0.5, 1, -1]);
   assert.equal(encodeAudioPayload(AUDIO_OPUS, new Uint8Array([1, 2]))[0], 0x02);
+});
+
+test("the room's codec picks the codec byte every client sends", () => {
+  assert.equal(roomAudioCodec({ codec: 'opus' }), AUDIO_OPUS);
+  assert.equal(roomAudioCodec({ codec: 'pcm16' }), AUDIO_PCM16);
+  assert.equal(roomAudioCodec({}), AUDIO_OPUS); // a server older than v1.1
+  assert.throws(() => roomAudioCodec({ codec: 'mp3' }), RangeError);
 });
 
 test('participants merge by user id through joined, updated, left and a second welcome', async () => {

@@ -55,7 +55,8 @@ export const MAX_VOICE_BYTES = 4096;
 
 /**
  * Audio payload convention shared by the demo page and the mini-program example (the
- * server never looks inside a payload): the first byte names the codec.
+ * server never looks inside a payload): the first byte names the codec, which is the
+ * room's `codec` (see roomAudioCodec in voice.js).
  * - AUDIO_PCM16 (0x01): then little-endian signed 16-bit PCM, 16 kHz, mono (20 ms = 640 bytes).
  * - AUDIO_OPUS  (0x02): then one raw Opus packet, 48 kHz, mono (20 ms).
  */

@@ -142,6 +142,17 @@ export class RestClient extends Emitter {
     return this._signedIn(await this.request('POST', '/api/auth/wechat', { code }));
   }
 
+  /**
+   * Development sign-in, answered only by a node running with DEBUG on (404 otherwise):
+   * logs in, or creates the account on first use. For the mini-program example in
+   * WeChat DevTools against a local node, which has no WeChat app secret.
+   * @param {{username: string, password: string}} credentials
+   * @returns {Promise<AuthResult>}
+   */
+  async loginForDevelopment(credentials) {
+    return this._signedIn(await this.request('POST', '/api/auth/dev', credentials));
+  }
+
   /** Sign out: the token stops working everywhere. */
   async logout() {
     await this.request('POST', '/api/auth/logout');

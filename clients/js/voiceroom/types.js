@@ -20,6 +20,7 @@
  * @property {'open'|'closed'} status
  * @property {number} capacity
  * @property {number} seat_count
+ * @property {'opus'|'pcm16'} codec what every client of the room sends (v1.1; set at creation)
  * @property {boolean} is_private
  * @property {number} online_count
  * @property {string} created_at

@@ -5,10 +5,25 @@
  * @module voiceroom/voice
  */
 
-import { VOICE_HEADER_BYTES } from './constants.js';
+import { AUDIO_OPUS, AUDIO_PCM16, VOICE_HEADER_BYTES } from './constants.js';
 
 /** @typedef {import('./types.js').VoiceFrame} VoiceFrame */
 
+
+/**
+ * The room's codec (contract v1.1 "Codec": `"opus"` or `"pcm16"`, chosen when the room is
+ * created) as the payload's codec byte. Every client of a room sends this codec and
+ * expects it from the others; a client picks its encoder from it. A room from a server
+ * older than v1.1 has no `codec`: such servers' demo page sent Opus, so Opus.
+ * @param {{codec?: string}|null|undefined} room
+ * @returns {number} AUDIO_OPUS or AUDIO_PCM16
+ */
+export function roomAudioCodec(room) {
+  const codec = room && room.codec;
+  if (codec === undefined || codec === null || codec === 'opus') return AUDIO_OPUS;
+  if (codec === 'pcm16') return AUDIO_PCM16;
+  throw new RangeError(`unknown room codec ${JSON.stringify(codec)}`);
+}
 
 /**
  * Parse a server voice frame: 9-byte header, then the payload.

@@ -73,6 +73,11 @@ class RoomListCreateApi(APIView):
             write_only=True,
             help_text="Makes the room private: joining needs it. Empty or null: public.",
         )
+        codec = serializers.ChoiceField(
+            choices=Room.Codec.choices,
+            default=Room.Codec.OPUS,
+            help_text="What every client of the room sends and expects; cannot be changed.",
+        )
 
         class Meta:
             ref_name = "RoomCreate"

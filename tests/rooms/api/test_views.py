@@ -23,6 +23,7 @@ ROOM_KEYS = {
     "status",
     "capacity",
     "seat_count",
+    "codec",
     "is_private",
     "online_count",
     "created_at",
@@ -213,6 +214,7 @@ def test_create_answers_the_room_and_makes_the_creator_owner():
     assert (body["capacity"], body["seat_count"]) == (50, 8)
     assert body["status"] == "open" and body["is_private"] is False
     assert body["online_count"] == 0
+    assert body["codec"] == "opus"
     assert body["owner"]["id"] == user.pk
     members = client_for(user).get(room_url(body["id"], "members/")).json()
     assert [(m["user"]["id"], m["role"]) for m in members] == [(user.pk, "owner")]
@@ -229,6 +231,22 @@ def test_create_with_every_field():
     body = response.json()
     assert (body["capacity"], body["seat_count"], body["is_private"]) == (2, 0, True)
     assert "password" not in body and "password_hash" not in body
+
+
+def test_create_a_pcm16_room_and_its_codec_cannot_change(owner):
+    client = client_for(owner)
+    body = client.post("/api/rooms/", {"name": "Old phones", "codec": "pcm16"}, format="json")
+    assert body.status_code == 201, body.content
+    room_id = body.json()["id"]
+    assert body.json()["codec"] == "pcm16"
+
+    # Read-only after creation: a PATCH that names it changes the rest, not the codec.
+    response = client.patch(room_url(room_id), {"codec": "opus", "topic": "t"}, format="json")
+    assert response.status_code == 200, response.content
+    assert (response.json()["codec"], response.json()["topic"]) == ("pcm16", "t")
+    assert Room.objects.get(pk=room_id).codec == "pcm16"
+    listed = client.get("/api/rooms/").json()["results"]
+    assert next(r for r in listed if r["id"] == room_id)["codec"] == "pcm16"
 
 
 @pytest.mark.parametrize(
@@ -251,6 +269,8 @@ def test_create_with_every_field():
         ({"name": "ok", "seat_count": [3]}, "seat_count"),
         ({"name": "bad\x00name"}, "name"),
         ({"name": "ok", "password": "p" * 129}, "password"),
+        ({"name": "ok", "codec": "mp3"}, "codec"),
+        ({"name": "ok", "codec": None}, "codec"),
     ],
 )
 def test_create_validates_fields(payload, field):
