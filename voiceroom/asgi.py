@@ -15,12 +15,12 @@ daphne.install()  # the message size limit, under daphne (realtime/servers/daphn
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from realtime import runtime  # noqa: E402
 from rooms.ws.auth import (  # noqa: E402
     AddressLimitMiddleware,
     OriginValidator,
     SocketAuthMiddleware,
 )
-from realtime import runtime  # noqa: E402
 from rooms.ws.routing import websocket_urlpatterns  # noqa: E402
 
 
