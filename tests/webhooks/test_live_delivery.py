@@ -1,5 +1,6 @@
 """Real processes: a uvicorn node delivers webhooks itself, is killed with SIGKILL in the
-middle of a burst, and the worker command delivers the rest: nothing is lost."""
+middle of a burst, and the node restarted (or the worker command) delivers the rest:
+nothing is lost."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def db_url():
     cleanup()
 
 
-def test_a_node_killed_mid_burst_loses_no_event(db_url):
+@pytest.mark.parametrize("restart", ["node", "worker"])
+def test_a_node_killed_mid_burst_loses_no_event(db_url, restart):
     receiver = Receiver(delay_s=0.05).start()
     env = base_env(
         DATABASE_URL=db_url,
@@ -106,16 +108,19 @@ def test_a_node_killed_mid_burst_loses_no_event(db_url):
         pending = [uid for _, uid, status in stored if status != "delivered"]
         assert pending, "killed too late: nothing was left to deliver"
 
-        # The worker command (a node would do the same) finishes the job, the events the
-        # dead node held included once their lease runs out.
-        worker.start()
+        # The node restarted, or the worker command, finishes the job: the events the
+        # dead node held included, once their lease runs out.
+        if restart == "node":
+            node.start()
+        else:
+            worker.start()
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if all(status == "delivered" for *_, status in stored_events(db_url)):
                 break
             time.sleep(0.2)
         final = stored_events(db_url)
-        assert all(status == "delivered" for *_, status in final), worker.output()
+        assert all(status == "delivered" for *_, status in final), node.output() + worker.output()
     finally:
         stop_burst.set()
         worker.stop()
