@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 from django.apps import apps
-from django.db.models import Count
+from django.db.models import Count, Model
 
 from realtime import presence
 from rooms.models import Membership, Room
@@ -26,7 +26,7 @@ LIVE_LIMIT = 100
 _CHUNK = 500
 
 
-def _model(name: str):  # type: ignore[no-untyped-def]
+def _model(name: str) -> type[Model] | None:
     try:
         return apps.get_model("rooms", name)
     except LookupError:
@@ -42,7 +42,7 @@ def _recording(room_ids: list[int]) -> set[int] | None:
     if model is None:
         return None
     return set(
-        model.objects.filter(room_id__in=room_ids, ended_at__isnull=True).values_list(
+        model._default_manager.filter(room_id__in=room_ids, ended_at__isnull=True).values_list(
             "room_id", flat=True
         )
     )
@@ -53,7 +53,7 @@ def _open_reports(room_ids: list[int]) -> dict[int, int] | None:
     if model is None:
         return None
     return dict(
-        model.objects.filter(room_id__in=room_ids, status="open")
+        model._default_manager.filter(room_id__in=room_ids, status="open")
         .order_by()
         .values_list("room_id")
         .annotate(n=Count("id"))

@@ -36,6 +36,7 @@ from django.db import connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
+from realtime.runtime import Runtime
 from webhooks import metrics
 from webhooks.models import Event
 
@@ -100,7 +101,7 @@ def claim(owner: str, limit: int = CLAIM_LIMIT) -> list[Claimed]:
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None  # a redirect is a refusal: the body is never re-sent elsewhere
 
 
@@ -253,7 +254,7 @@ def new_owner(node_id: str) -> str:
     return f"{node_id}:{secrets.token_hex(4)}"[:80]
 
 
-async def run_job(rt) -> None:  # type: ignore[no-untyped-def]
+async def run_job(rt: Runtime) -> None:
     """The runtime's background job (realtime.runtime.register_job)."""
     if not settings.VOICEROOM_WEBHOOK_URL or not settings.VOICEROOM_WEBHOOK_DELIVERY:
         return

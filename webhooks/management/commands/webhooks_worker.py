@@ -30,8 +30,13 @@ class Command(BaseCommand):
     async def _run(self) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def stopping() -> None:
+            stop.set()
+            delivery.wake()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: (stop.set(), delivery.wake()))
+            loop.add_signal_handler(sig, stopping)
         owner = delivery.new_owner(f"worker-{NODE_ID}")
         self.stdout.write(f"webhooks worker {owner} delivering to the configured URL")
         await delivery.run(owner, stop=stop)
