@@ -114,3 +114,50 @@ def test_record_event_is_the_function_other_apps_call(webhooks_on):
     event = record_event("recording.started", 42, {"actor_id": 7})
     assert event is not None
     assert json.loads(Event.objects.get().body)["data"] == {"actor_id": 7}
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db(transaction=True)
+def test_a_rooms_events_commit_in_id_order(webhooks_on):
+    """While one transaction holds an uncommitted event of a room, another event of that
+    room waits (the room's Stream row), so a later id can never be visible, and sent,
+    before an earlier one commits."""
+    import threading
+
+    from django.db import connection
+
+    record_event("room.created", 7, {})
+    holding, release = threading.Event(), threading.Event()
+    ids: dict[str, int] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                ids["first"] = record_event("room.closed", 7, {}).pk
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            ids["second"] = record_event("room.opened", 7, {}).pk
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert holding.wait(10)
+    b = threading.Thread(target=second)
+    b.start()
+    b.join(1.0)
+    assert b.is_alive(), "the second event did not wait for the first transaction"
+    release.set()
+    a.join(10)
+    b.join(10)
+    assert ids["first"] < ids["second"]
+    assert [e.type for e in Event.objects.order_by("id")] == [
+        "room.created",
+        "room.closed",
+        "room.opened",
+    ]
