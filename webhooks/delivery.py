@@ -33,7 +33,7 @@ from datetime import timedelta
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Min, Q
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from realtime.runtime import Runtime
@@ -136,7 +136,23 @@ def post(url: str, body: str, secret: str, timeout: float) -> str:
 def finish(owner: str, results: list[tuple[Claimed, str]]) -> None:
     """Record the outcome of each attempt (only for events this owner still holds)."""
     now = timezone.now()
+    # The 2xx ones in one statement (the usual case); each refusal on its own.
+    delivered = [claimed.pk for claimed, error in results if not error]
+    if delivered:
+        n = Event.objects.filter(
+            pk__in=delivered, status=Event.Status.PENDING, lease_owner=owner
+        ).update(
+            status=Event.Status.DELIVERED,
+            delivered_at=now,
+            attempts=F("attempts") + 1,
+            lease_until=None,
+            lease_owner="",
+            last_error="",
+        )
+        metrics.attempt("delivered", n)
     for claimed, error in results:
+        if not error:
+            continue
         with transaction.atomic():
             event = (
                 Event.objects.select_for_update()
@@ -148,12 +164,7 @@ def finish(owner: str, results: list[tuple[Claimed, str]]) -> None:
             event.attempts += 1
             event.lease_until = None
             event.lease_owner = ""
-            if not error:
-                event.status = Event.Status.DELIVERED
-                event.delivered_at = now
-                event.last_error = ""
-                metrics.attempt("delivered")
-            elif now >= event.give_up_at:
+            if now >= event.give_up_at:
                 event.status = Event.Status.FAILED
                 event.last_error = error
                 metrics.attempt("failed")

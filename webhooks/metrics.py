@@ -28,8 +28,8 @@ def event_recorded(type: str) -> None:
     _events[type] = _events.get(type, 0) + 1
 
 
-def attempt(outcome: str) -> None:
-    _attempts[outcome] += 1
+def attempt(outcome: str, n: int = 1) -> None:
+    _attempts[outcome] += n
 
 
 class WebhookCollector(Collector):
