@@ -59,3 +59,22 @@ def test_replay_needs_the_change_permission(webhooks_on, client):
     response = client.post(reverse("admin:webhooks_event_replay", args=[event.pk]))
     assert response.status_code == 403
     assert Event.objects.get(pk=event.pk).status == "failed"
+
+
+def test_search_by_room_id_event_id_or_type(webhooks_on, admin_client):
+    room = RoomFactory()
+    RoomFactory()
+    mine, theirs = Event.objects.order_by("id")
+    for term, shown, hidden in [
+        (str(room.pk), mine, theirs),
+        (str(theirs.uid), theirs, mine),
+        ("room.created", mine, None),
+        ("not-a-number", None, mine),
+    ]:
+        response = admin_client.get(LIST, {"q": term})
+        assert response.status_code == 200, term
+        page = response.content.decode()
+        if shown is not None:
+            assert f"/{shown.pk}/change/" in page, term
+        if hidden is not None:
+            assert f"/{hidden.pk}/change/" not in page, term
