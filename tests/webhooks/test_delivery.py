@@ -195,3 +195,24 @@ def test_backoff_doubles_up_to_its_ceiling(settings):
     settings.VOICEROOM_WEBHOOK_BACKOFF_MIN_S = 1.0
     settings.VOICEROOM_WEBHOOK_BACKOFF_MAX_S = 600.0
     assert [delivery.backoff_s(n) for n in (1, 2, 3, 10, 11, 50)] == [1, 2, 4, 512, 600, 600]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_every_runtime_runs_the_delivery_job_when_configured_and_on(settings):
+    from realtime import runtime
+
+    assert runtime._jobs["webhooks"] is delivery.run_job  # registered by webhooks/apps.py
+    rt = runtime.Runtime()
+    settings.VOICEROOM_WEBHOOK_URL = ""
+    await asyncio.wait_for(delivery.run_job(rt), 1)  # nothing to do: returns at once
+    settings.VOICEROOM_WEBHOOK_URL = "http://127.0.0.1:9/hook"
+    settings.VOICEROOM_WEBHOOK_SECRET = SECRET
+    settings.VOICEROOM_WEBHOOK_DELIVERY = False
+    await asyncio.wait_for(delivery.run_job(rt), 1)  # delivery left to the worker command
+    settings.VOICEROOM_WEBHOOK_DELIVERY = True
+    task = asyncio.create_task(delivery.run_job(rt))
+    await asyncio.sleep(0.3)
+    assert not task.done()  # delivering until the runtime stops
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
