@@ -34,14 +34,14 @@ $(JS_DEPS): clients/js/package.json clients/js/package-lock.json
 js-deps: $(JS_DEPS)
 
 # The static checks, in the order `make test` runs them: style, import contracts
-# (pyproject.toml [tool.importlinter]).
+# (pyproject.toml [tool.importlinter]), types (pyproject.toml [tool.mypy]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
-# Types (pyproject.toml [tool.mypy]). Not yet part of `make test`: the redesign's merge
-# left type errors to fix (issue 13).
+# The types alone (also part of `make lint`, and so of `make test`).
 types: $(STAMP)
 	$(BIN)/mypy
 

@@ -19,9 +19,13 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
+from realtime.redis_client import RedisConfig, on_old_master
 from realtime.relay import stats
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+
     from realtime.relay import Relay
 
 logger = logging.getLogger(__name__)
@@ -47,18 +51,20 @@ class VoiceBus:
     nothing, and a node receives a frame at most once, only for rooms it has sockets in.
     """
 
-    def __init__(self, relay: Relay, *, url: str, prefix: str, node_id: str) -> None:
+    def __init__(
+        self, relay: Relay, *, redis: RedisConfig | str, prefix: str, node_id: str
+    ) -> None:
         self.relay = relay
-        self.url = url
+        self.redis = RedisConfig.of(redis)
         self.prefix = f"{prefix}:v:"
         self.node = node_id.encode()[:16].ljust(16, b"-")
         self.remote: dict[int, dict[bytes, float]] = {}  # room -> other node -> last heard
         self._queue: list[tuple[str, bytes]] = []
         self._wake: asyncio.Event | None = None
         self._watched: set[int] = set()
-        self._pubsub = None
+        self._pubsub: PubSub | None = None
         self._tasks: list[asyncio.Task] = []
-        self._client = None
+        self._client: Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def channel(self, room_id: int) -> str:
@@ -72,12 +78,10 @@ class VoiceBus:
         self._loop = loop
         self._pubsub = None
         self.remote = {}
-        import redis.asyncio as aioredis
-
         # No socket_timeout on these connections: a quiet room is not an error
         # (redis-py 8 raises TimeoutError on idle reads when one is set).
-        self._client = aioredis.Redis.from_url(
-            self.url, socket_timeout=None, socket_keepalive=True, health_check_interval=30
+        self._client = self.redis.async_client(
+            socket_timeout=None, socket_keepalive=True, health_check_interval=30
         )
         self._wake = asyncio.Event()
         self._tasks = [
@@ -88,6 +92,13 @@ class VoiceBus:
 
     def tasks(self) -> list[asyncio.Task]:
         return list(self._tasks)
+
+    def _redis(self) -> Redis:
+        # start() connects before it starts the tasks that call this; close() runs after
+        # the runtime cancelled them.
+        if self._client is None:
+            raise RuntimeError("the voice bus is not started")
+        return self._client
 
     def forget_tasks(self) -> None:
         self._tasks = []
@@ -102,6 +113,18 @@ class VoiceBus:
             except Exception:
                 pass
 
+    async def drop_connections(self, master: tuple[str, int] | None = None) -> None:
+        """Close the subscriber's connection unless it is on `master` already, and the
+        publishers' pool (the Redis master moved): the subscriber reconnects through the
+        sentinels, resubscribes its rooms and greets the other nodes again; the next
+        publish opens a new connection."""
+        pubsub = self._pubsub
+        connection = pubsub.connection if pubsub is not None else None
+        if connection is not None and on_old_master(connection, master):
+            await connection.disconnect()
+        if self._client is not None:
+            await self._client.connection_pool.disconnect()
+
     def publish(self, room_id: int, target: int, data: bytes) -> None:
         if not self.remote.get(room_id):
             return  # no other node has sockets in this room
@@ -114,14 +137,17 @@ class VoiceBus:
             self._wake.set()
 
     async def _publisher(self) -> None:
+        wake = self._wake  # start() sets it before it starts this task
+        if wake is None:
+            raise RuntimeError("the voice bus is not started")
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await wake.wait()
+            wake.clear()
             batch, self._queue = self._queue, []
             if not batch:
                 continue
             try:
-                pipe = self._client.pipeline(transaction=False)
+                pipe = self._redis().pipeline(transaction=False)
                 for channel, message in batch:
                     pipe.publish(channel, message)
                 # A hung Redis must not hold the publisher: frames would pile up here
@@ -145,7 +171,7 @@ class VoiceBus:
         waiting are stale by then, and dropped."""
         while True:
             try:
-                await asyncio.wait_for(self._client.ping(), PUBLISH_TIMEOUT_S)
+                await asyncio.wait_for(self._redis().ping(), PUBLISH_TIMEOUT_S)
                 break
             except asyncio.CancelledError:
                 raise
@@ -174,7 +200,10 @@ class VoiceBus:
             )
 
     async def _subscribe_and_greet(self, rooms: list[int]) -> None:
-        await self._safe(self._pubsub.subscribe(*[self.channel(r) for r in rooms]))
+        pubsub = self._pubsub
+        if pubsub is None:  # Redis lost meanwhile: the subscriber resubscribes every room
+            return
+        await self._safe(pubsub.subscribe(*[self.channel(r) for r in rooms]))
         for room_id in rooms:
             self._send(room_id, _HELLO)
 
@@ -205,7 +234,7 @@ class VoiceBus:
         remote = self.remote
         plen = len(self.prefix)
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
             try:
                 self._pubsub = pubsub
                 await pubsub.subscribe(f"{self.prefix}__node__")

@@ -27,7 +27,7 @@ import asyncio
 import bisect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from realtime.limits import (
@@ -50,7 +50,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+# A coroutine, not any awaitable: `Endpoint.offer` drives it by hand with `.send(None)`.
+Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 
 class Stats:
@@ -72,6 +73,21 @@ class Stats:
         "frames_relayed",
         "refused_limit",
     )
+
+    aborted_stalled: int
+    bus_dropped: int
+    bus_published: int
+    bus_received: int
+    closed_stalled: int
+    deliveries: int
+    dropped_backlog: int
+    dropped_muted: int
+    dropped_overload: int
+    dropped_rate: int
+    frames_in: int
+    frames_oversized: int
+    frames_relayed: int
+    refused_limit: int
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -408,6 +424,7 @@ class Relay:
             stats.dropped_muted += 1
             return None
         ep.seq = seq = (ep.seq + 1) & 0xFFFFFFFF
+        other: Endpoint | None
         stats.frames_relayed += 1
         room = self.rooms.get(ep.room_id)
         target = ep.target

@@ -23,15 +23,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from realtime.bus import VoiceBus
 from realtime.presence import NODE_ID, LocalStore, RedisStore, Store
+from realtime.redis_client import RedisConfig, drop_channel_layer_connections, follow_master
 from realtime.relay import Relay
 
 logger = logging.getLogger(__name__)
 
-Job = Callable[["Runtime"], Awaitable[None]]
+# A coroutine function: each job becomes a task of its own (loop.create_task).
+Job = Callable[["Runtime"], Coroutine[Any, Any, None]]
 # {room_id: [user_id, ...]} of the local sockets -> {(room_id, user_id): may speak now}
 SpeakCheck = Callable[[dict[int, list[int]]], Awaitable[dict[tuple[int, int], bool]]]
 
@@ -55,18 +58,19 @@ class Runtime:
         self,
         *,
         node_id: str = NODE_ID,
-        redis_url: str | None = None,
+        redis: RedisConfig | str | None = None,
         redis_prefix: str = "vr",
         shed_after_lag_s: float = 0.0,
         stalled_close_s: float = 0.0,
         speak_recheck_s: float = 0.0,
     ) -> None:
         self.node_id = node_id
+        self.redis = RedisConfig.of(redis) if redis else None
         self.relay = Relay()
-        self.store: Store = RedisStore(redis_url, redis_prefix) if redis_url else LocalStore()
+        self.store: Store = RedisStore(redis, redis_prefix) if redis else LocalStore()
         self.bus: VoiceBus | None = None
-        if redis_url:
-            self.bus = VoiceBus(self.relay, url=redis_url, prefix=redis_prefix, node_id=node_id)
+        if redis:
+            self.bus = VoiceBus(self.relay, redis=redis, prefix=redis_prefix, node_id=node_id)
         self.relay.bus = self.bus
         self.shed_after_lag_s = shed_after_lag_s
         self.stalled_close_s = stalled_close_s
@@ -79,7 +83,7 @@ class Runtime:
         from django.conf import settings
 
         return cls(
-            redis_url=settings.REDIS_URL or None,
+            redis=settings.REDIS,
             redis_prefix=settings.VOICEROOM_REDIS_PREFIX,
             shed_after_lag_s=settings.VOICEROOM_SHED_AFTER_LAG_MS / 1000,
             stalled_close_s=float(settings.VOICEROOM_STALLED_SOCKET_CLOSE_S),
@@ -101,9 +105,14 @@ class Runtime:
         self.relay.watch_stalls(self.stalled_close_s)
         if self.bus is not None:
             self.bus.start()
-        tasks = [loop.create_task(job(self), name=f"runtime:{name}") for name, job in _jobs.items()]
+        tasks: list[asyncio.Task[None]] = [
+            loop.create_task(job(self), name=f"runtime:{name}") for name, job in _jobs.items()
+        ]
         if self.speak_recheck_s > 0:
             tasks.append(loop.create_task(self._recheck_speakers(), name="runtime:speak"))
+        if self.redis is not None and self.redis.sentinel:
+            follow = follow_master(self.redis, self._master_moved)
+            tasks.append(loop.create_task(follow, name="runtime:redis-master"))
         self._tasks = tasks
         from realtime.servers import daphne
 
@@ -128,6 +137,17 @@ class Runtime:
         if self.bus is not None:
             await self.bus.close()
         self._loop = None
+
+    async def _master_moved(self, address: tuple[str, int]) -> None:
+        """Sentinel promoted another master: drop every asyncio connection that may still
+        be on the old one (a dead host or a hung master never closes them). Presence and
+        the cache need nothing: their commands time out and reconnect through the
+        sentinels."""
+        if self.bus is not None:
+            await self.bus.drop_connections(address)
+        from channels.layers import get_channel_layer
+
+        await drop_channel_layer_connections(get_channel_layer(), address)
 
     async def _recheck_speakers(self) -> None:
         """Re-read who may speak, so the relay's mute gate does not rest on events alone.

@@ -17,6 +17,7 @@ Channels dispatches to the consumer method of the same name with dots as undersc
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -24,11 +25,18 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from rooms import selectors
+from rooms import contract, selectors
 from rooms.models import Room
 
 logger = logging.getLogger(__name__)
+
+# How long a sender's chat or whisper may wait on the channel layer. The socket's later
+# frames, voice included, wait behind it (the consumer keeps a client's frames in order),
+# so a Redis that hangs or fails over must not hold them longer than this; the sender
+# gets `service_unavailable` instead. A healthy PUBLISH takes well under a millisecond.
+STRICT_SEND_TIMEOUT_S = 0.5
 
 
 def room_group(room_id: int) -> str:
@@ -47,7 +55,13 @@ async def agroup_send(group: str, message: dict[str, Any], *, strict: bool = Fal
     if layer is None:
         return
     try:
-        await layer.group_send(group, message)
+        if strict:
+            try:
+                await asyncio.wait_for(layer.group_send(group, message), STRICT_SEND_TIMEOUT_S)
+            except TimeoutError:
+                raise RedisTimeoutError(f"group_send to {group} timed out") from None
+        else:
+            await layer.group_send(group, message)
     except Exception:
         if strict:
             raise
@@ -76,7 +90,7 @@ def _after_commit_many(groups: list[str], message: dict[str, Any]) -> None:
 # Events to every socket of a room.
 
 
-def participant_joined(room_id: int, participant: dict) -> None:
+def participant_joined(room_id: int, participant: contract.Participant) -> None:
     _after_commit(room_group(room_id), {"type": "participant.joined", "participant": participant})
 
 
@@ -86,11 +100,11 @@ def participant_left(room_id: int, user_id: int, reason: str) -> None:
     )
 
 
-def participant_updated(room_id: int, participant: dict) -> None:
+def participant_updated(room_id: int, participant: contract.Participant) -> None:
     _after_commit(room_group(room_id), {"type": "participant.updated", "participant": participant})
 
 
-def seat_updated(room_id: int, seat: dict) -> None:
+def seat_updated(room_id: int, seat: contract.Seat) -> None:
     _after_commit(room_group(room_id), {"type": "seat.updated", "seat": seat})
 
 
@@ -122,7 +136,7 @@ def to_moderators(room_id: int, message: dict[str, Any], *, also: int | None = N
     _after_commit_many([member_group(room_id, uid) for uid in sorted(user_ids)], message)
 
 
-def seat_requested(room_id: int, user_id: int, request: dict) -> None:
+def seat_requested(room_id: int, user_id: int, request: contract.SeatRequest) -> None:
     to_moderators(room_id, {"type": "seat.requested", "request": request}, also=user_id)
 
 

@@ -3,7 +3,9 @@
 Tests that need MySQL/MariaDB or Redis are marked `mysql` / `redis`. They run when
 DATABASE_URL / REDIS_URL point at those services, are skipped with a visible reason
 otherwise, and FAIL instead of skipping when VOICEROOM_REQUIRE_SERVICES=1. Tests marked
-`nginx` need Debian's /usr/sbin/nginx (apt-get install nginx) and are treated the same.
+`nginx` need Debian's /usr/sbin/nginx (apt-get install nginx), tests marked `sentinel`
+/usr/bin/redis-server and /usr/bin/redis-sentinel (apt-get install redis-server
+redis-sentinel), and are treated the same.
 """
 
 from __future__ import annotations
@@ -30,12 +32,16 @@ def _missing(marker: str) -> str | None:
         return "needs Redis: set REDIS_URL=redis://..."
     if marker == "nginx" and not os.access("/usr/sbin/nginx", os.X_OK):
         return "needs nginx: apt-get install -y nginx"
+    if marker == "sentinel":
+        for binary in ("/usr/bin/redis-server", "/usr/bin/redis-sentinel"):
+            if not os.access(binary, os.X_OK):
+                return f"needs {binary}: apt-get install -y redis-server redis-sentinel"
     return None
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        for marker in ("mysql", "redis", "nginx"):
+        for marker in ("mysql", "redis", "nginx", "sentinel"):
             if item.get_closest_marker(marker) is None:
                 continue
             reason = _missing(marker)

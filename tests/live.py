@@ -283,8 +283,9 @@ class RedisServer:
 
     BINARY = "/usr/bin/redis-server"
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, args: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
+        self.args = args  # appended to the command line (e.g. --replicaof HOST PORT)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -307,6 +308,7 @@ class RedisServer:
                 "no",
                 "--logfile",
                 "",
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -314,6 +316,13 @@ class RedisServer:
         )
         _wait_port(self.port, self.proc, "redis-server", timeout)
         return self
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once; its clients' connections are reset."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
 
     def pause(self) -> None:
         """SIGSTOP: a hung Redis. Connections stay open; nothing is answered."""
@@ -331,6 +340,112 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+class SentinelSet:
+    """A Redis master, one replica and three sentinels of the test's own, on loopback
+    ports, configured in a temporary folder; quick to notice a dead master (down after
+    `down_after_ms`) so a failover fits in a test."""
+
+    BINARY = "/usr/bin/redis-sentinel"
+    MASTER = "vrtest"
+
+    def __init__(self, down_after_ms: int = 1000, failover_timeout_ms: int = 3000) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="voiceroom-sentinel-"))
+        # Their own folder: a full resync writes an RDB file into the working directory.
+        own = ("--dir", str(self.folder))
+        self.master = RedisServer(args=own)
+        self.replica = RedisServer(args=(*own, "--replicaof", "127.0.0.1", str(self.master.port)))
+        self.ports = [free_port() for _ in range(3)]
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.sentinels: list[subprocess.Popen] = []
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a node's environment needs to find the master through the sentinels."""
+        return {
+            "REDIS_URL": "redis://sentinel-managed/0",  # only the db number is used
+            "REDIS_SENTINELS": ",".join(f"127.0.0.1:{p}" for p in self.ports),
+            "REDIS_SENTINEL_MASTER": self.MASTER,
+        }
+
+    def start(self, timeout: float = 15) -> SentinelSet:
+        self.master.start()
+        self.replica.start()
+        for port in self.ports:
+            conf = self.folder / f"sentinel-{port}.conf"  # sentinels rewrite their file
+            conf.write_text(
+                f"port {port}\n"
+                "bind 127.0.0.1\n"
+                "daemonize no\n"
+                f"dir {self.folder}\n"
+                f"sentinel monitor {self.MASTER} 127.0.0.1 {self.master.port} 2\n"
+                f"sentinel down-after-milliseconds {self.MASTER} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.MASTER} {self.failover_timeout_ms}\n"
+                f"sentinel parallel-syncs {self.MASTER} 1\n"
+            )
+            proc = subprocess.Popen(
+                [self.BINARY, str(conf)],
+                stdout=(self.folder / f"sentinel-{port}.log").open("ab"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self.sentinels.append(proc)
+            _wait_port(port, proc, "redis-sentinel", timeout)
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sentinels never saw the replica:\n" + self.output())
+            time.sleep(0.1)
+        return self
+
+    def _ready(self) -> bool:
+        """Every sentinel knows the replica and the others (so a failover can happen),
+        and the replica is in sync with the master."""
+        import redis
+
+        try:
+            for port in self.ports:
+                s = redis.Redis(port=port, socket_timeout=1, decode_responses=True)
+                info = s.sentinel_master(self.MASTER)
+                s.close()
+                if int(info["num-slaves"]) < 1 or int(info["num-other-sentinels"]) < 2:
+                    return False
+            r = redis.Redis(port=self.replica.port, socket_timeout=1, decode_responses=True)
+            ok = r.info("replication").get("master_link_status") == "up"
+            r.close()
+            return ok
+        except redis.RedisError:
+            return False
+
+    def master_port(self) -> int:
+        """The master's port as the sentinels name it now."""
+        import redis
+
+        s = redis.Redis(port=self.ports[0], socket_timeout=1, decode_responses=True)
+        try:
+            return int(s.sentinel_get_master_addr_by_name(self.MASTER)[1])
+        finally:
+            s.close()
+
+    def output(self) -> str:
+        return "\n".join(
+            p.read_text(errors="replace")[-2000:] for p in sorted(self.folder.glob("*.log"))
+        )
+
+    def stop(self) -> None:
+        for proc in self.sentinels:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+        self.replica.stop()
+        self.master.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _me() -> str:

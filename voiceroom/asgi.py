@@ -2,6 +2,7 @@
 
 import gc
 import os
+from collections.abc import Callable
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceroom.settings")
 
@@ -24,7 +25,7 @@ from rooms.ws.auth import (  # noqa: E402
 from rooms.ws.routing import websocket_urlpatterns  # noqa: E402
 
 
-async def http_application(scope, receive, send):  # type: ignore[no-untyped-def]
+async def http_application(scope: dict, receive: Callable, send: Callable) -> None:
     """Django, once this process's runtime runs. Its background jobs (housekeeping, the
     webhook delivery) must run on a node that has served only HTTP so far, too: neither
     server runs an ASGI lifespan here, so the first request or socket starts them

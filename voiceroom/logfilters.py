@@ -15,8 +15,9 @@ Where it applies, so that it covers every line the project's servers write:
   when they import the ASGI application) also puts it on every handler configured before
   Django's: uvicorn configures its loggers (uvicorn.error, uvicorn.access, which do not
   propagate to the root) before it imports the application;
-- daphne's access log is not a logger but a stream it writes to (daphne.access.
-  AccessLogGenerator, stdout by default): `configure` redacts what that class writes.
+- daphne's access log is not a logger but a stream it writes to (stdout by default):
+  `configure` has its adapter (realtime/servers/daphne.py, `redact_access_log`) pass
+  what it writes through `redact`.
 """
 
 from __future__ import annotations
@@ -114,25 +115,11 @@ def protect_handlers() -> None:
                 handler.addFilter(_FILTER)
 
 
-def protect_daphne_access_log() -> None:
-    """daphne writes its access log straight to a stream, past logging: redact there."""
-    try:
-        from daphne.access import AccessLogGenerator
-    except ImportError:  # pragma: no cover - daphne is a dependency
-        return
-    original = AccessLogGenerator.write_entry
-    if getattr(original, "redacts_credentials", False):
-        return
-
-    def write_entry(self, host, date, request, *args, **kwargs):
-        return original(self, host, date, redact(request), *args, **kwargs)
-
-    write_entry.redacts_credentials = True  # type: ignore[attr-defined]
-    AccessLogGenerator.write_entry = write_entry
-
-
 def configure(config: dict) -> None:
     """settings.LOGGING_CONFIG: Django's dictConfig, then the redaction everywhere."""
     logging.config.dictConfig(config)
     protect_handlers()
-    protect_daphne_access_log()
+    # daphne's access log bypasses logging; its adapter knows how to reach it.
+    from realtime.servers import daphne
+
+    daphne.redact_access_log(redact)

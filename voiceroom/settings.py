@@ -15,6 +15,8 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from realtime.redis_client import ConfigError, RedisConfig
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -166,10 +168,22 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 # Redis: unset means one node with the in-process channel layer and in-process presence.
+# With REDIS_SENTINELS and REDIS_SENTINEL_MASTER every connection goes to the master the
+# sentinels name and follows failovers; REDIS_URL then gives only db, user and password.
+# Every Redis client is built from REDIS by realtime/redis_client.py.
 REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_SENTINELS = env.str("REDIS_SENTINELS", default="")
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="")
+REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
 VOICEROOM_REDIS_PREFIX = env.str("VOICEROOM_REDIS_PREFIX", default="vr")
+try:
+    REDIS = RedisConfig.from_env(
+        REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD
+    )
+except ConfigError as e:
+    raise ImproperlyConfigured(str(e)) from None
 
-if REDIS_URL:
+if REDIS is not None:
     # The pub/sub layer: a group_send is one PUBLISH that every subscribed node receives
     # once; nothing is stored per channel, so a dead node leaves no group members behind.
     # Why this layer and not the core one: docs/benchmarks.md, "Channel layer".
@@ -178,18 +192,12 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL}],
+                "hosts": [REDIS.channel_layer_host()],
                 "prefix": VOICEROOM_REDIS_PREFIX,
             },
         }
     }
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": VOICEROOM_REDIS_PREFIX,
-        }
-    }
+    CACHES = {"default": REDIS.cache_settings(VOICEROOM_REDIS_PREFIX)}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from typing import cast
 
 from redis.exceptions import RedisError
 
@@ -17,8 +18,15 @@ from realtime.presence.store import (
     _redeemable,
     _window,
 )
+from realtime.redis_client import RedisConfig
 
 MINE_GRACE_S = 60.0  # a socket attached this recently may still be opening (RedisStore)
+
+
+def _text(value: bytes | str) -> str:
+    """A key, member or value read from Redis, as text. The client does not decode
+    responses, so it is bytes; redis-py's types also allow str (decode_responses=True)."""
+    return value if isinstance(value, str) else value.decode()
 
 
 # Attach = compare-and-set of the whole session. KEYS: room hash, the replaced session's
@@ -82,10 +90,10 @@ class RedisStore:
     `reattach` puts its live sockets back when the shared copy is gone.
     """
 
-    def __init__(self, url: str, prefix: str) -> None:
-        import redis
-
-        self.r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    def __init__(self, redis: RedisConfig | str, prefix: str) -> None:
+        # With Sentinel, each new connection asks the sentinels for the master: after a
+        # failover the next command (retried by redis-py) reaches the promoted replica.
+        self.r = RedisConfig.of(redis).client(socket_timeout=5, socket_connect_timeout=5)
         self.p = prefix + ":"
         self._mine: dict[str, tuple[float, Session]] = {}  # channel -> (attached at, session)
         self._mine_lock = threading.Lock()
@@ -149,10 +157,11 @@ class RedisStore:
 
     def _detach(self, current: Session, *, seq: int | None) -> Session | None:
         window = _window()
+        deadline = time.time() + window
         updated = dataclasses.replace(
             current,
             connected=False,
-            deadline=time.time() + window,
+            deadline=deadline,
             seq=current.seq if seq is None else seq,
             seq_stale=seq is None,
         )
@@ -164,7 +173,7 @@ class RedisStore:
             return None
         member = f"{current.room_id}:{current.user_id}:{current.session_id}"
         pipe = self.r.pipeline()
-        pipe.zadd(f"{self.p}deadlines", {member: updated.deadline})
+        pipe.zadd(f"{self.p}deadlines", {member: deadline})
         pipe.expire(f"{self.p}rt:{current.resume_token}", int(window) + 5)
         pipe.srem(f"{self.p}n:{current.node}", f"{current.room_id}:{current.user_id}")
         pipe.execute()
@@ -204,8 +213,10 @@ class RedisStore:
         room_key = self._room(room_id)
         for _ in range(_CAS_TRIES):
             raw = self.r.hget(room_key, user_id)
-            current = Session.loads(raw) if raw else None
-            if current is None or current.session_id != session_id:
+            if not raw:
+                return None
+            current = Session.loads(raw)
+            if current.session_id != session_id:
                 return None
             updated = dataclasses.replace(current, **fields)
             if self._swap(keys=[room_key], args=[user_id, raw, updated.dumps()]):
@@ -222,7 +233,7 @@ class RedisStore:
         raw = self.r.get(f"{self.p}rt:{token}")
         if not raw:
             return None
-        room_id, user_id, session_id = raw.decode().split(":")
+        room_id, user_id, session_id = _text(raw).split(":")
         current = self.get(int(room_id), int(user_id))
         if current is None or current.session_id != session_id:
             return None
@@ -233,7 +244,9 @@ class RedisStore:
     def pop_expired(self, now):
         key = f"{self.p}deadlines"
         claimed = []
-        for member in self.r.zrangebyscore(key, "-inf", now, start=0, num=500):
+        # Members only (no withscores): a list of bytes.
+        members = cast(list[bytes], self.r.zrangebyscore(key, "-inf", now, start=0, num=500))
+        for member in members:
             # ZREM is the claim: of several nodes reaping at once, one gets 1.
             if self.r.zrem(key, member):
                 room_id, user_id, session_id = member.decode().split(":")
@@ -255,14 +268,14 @@ class RedisStore:
         dead = []
         for node, seen in self.r.hgetall(f"{self.p}nodes").items():
             if float(seen) < now - dead_after and self.r.hdel(f"{self.p}nodes", node):
-                dead.append(node.decode())
+                dead.append(_text(node))
         return dead
 
     def detach_node(self, node):
         """Put every session still attached through `node` into its resume window."""
         detached = []
         for entry in self.r.smembers(f"{self.p}n:{node}"):
-            room_id, user_id = (int(x) for x in entry.decode().split(":"))
+            room_id, user_id = (int(x) for x in _text(entry).split(":"))
             current = self.get(room_id, user_id)
             if current is not None and current.node == node and current.connected:
                 updated = self._detach(current, seq=None)
@@ -318,7 +331,7 @@ class RedisStore:
         detached = []
         here = {(room_id, user_id) for room_id, user_id, _, _ in sockets}
         for entry in self.r.smembers(f"{self.p}n:{node}"):
-            room_id, user_id = (int(x) for x in entry.decode().split(":"))
+            room_id, user_id = (int(x) for x in _text(entry).split(":"))
             if (room_id, user_id) in here:
                 continue
             current = self.get(room_id, user_id)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, TypedDict
 
 from django import forms
 from django.contrib import admin, messages
@@ -17,11 +19,23 @@ from django.urls import path, reverse
 
 from rooms import policy, selectors, services
 from rooms.admin.live import live_urls
-from rooms.admin.memberships import seat_number
+from rooms.admin.memberships import SeatNumberColumn
 from rooms.models import Membership, Room
 from voiceroom.errors import ApplicationError
 
-_NOT_LOOKED_UP = object()
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _NotLookedUp(enum.Enum):
+    NOT_LOOKED_UP = enum.auto()
+
+
+_NOT_LOOKED_UP: Final = _NotLookedUp.NOT_LOOKED_UP
+
+
+class _MemberCount(TypedDict):
+    member_count: int  # RoomAdmin.get_queryset's annotation
 
 
 class RoomChangeList(ChangeList):
@@ -71,11 +85,11 @@ class RoomAdminForm(forms.ModelForm):
         fields = ["name", "topic", "owner", "capacity", "seat_count"]
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(SeatNumberColumn, admin.TabularInline):
     """Who belongs to the room. Read-only: moderation goes through the Membership actions."""
 
     model = Membership
-    fields = ("user", "role", "muted", "banned", seat_number, "active", "joined_at")
+    fields = ("user", "role", "muted", "banned", "seat_number", "active", "joined_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -119,7 +133,7 @@ class RoomAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         main = ["name", "topic", "owner", "capacity", "seat_count"]
-        fieldsets = [(None, {"fields": main})]
+        fieldsets: list[tuple[str | None, dict[str, list[str]]]] = [(None, {"fields": main})]
         fieldsets.append(("Password", {"fields": ["password", "remove_password"]}))
         if obj is not None:
             fieldsets.append(
@@ -150,12 +164,12 @@ class RoomAdmin(admin.ModelAdmin):
         return False
 
     @admin.display(description="members", ordering="member_count")
-    def member_count(self, room: Room) -> int:
+    def member_count(self, room: WithAnnotations[Room, _MemberCount]) -> int:
         return room.member_count
 
     @admin.display(description="online")
     def online_count(self, room: Room) -> int | str:
-        count = getattr(room, "admin_online_count", _NOT_LOOKED_UP)
+        count: int | _NotLookedUp | None = getattr(room, "admin_online_count", _NOT_LOOKED_UP)
         if count is _NOT_LOOKED_UP:  # a room shown outside the changelist
             return selectors.online_count(room_id=room.pk)
         return "?" if count is None else count
@@ -201,7 +215,7 @@ class RoomAdmin(admin.ModelAdmin):
         self,
         request: HttpRequest,
         queryset: QuerySet[Room],
-        service: Callable[..., Room],
+        service: Callable[..., object],  # its result is not used
         verb: str,
     ) -> None:
         done = 0

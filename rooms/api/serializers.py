@@ -27,7 +27,7 @@ def _declare(
             continue
         nullable = type(None) in get_args(hint)
         kind = next(a for a in get_args(hint) if a is not type(None)) if nullable else hint
-        extra = {"allow_null": True} if nullable else {}
+        extra: dict[str, Any] = {"allow_null": True} if nullable else {}
         attrs[key] = _FIELDS[kind](read_only=read_only, **extra)
     return type(name, (base,), attrs)
 

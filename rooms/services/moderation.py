@@ -15,11 +15,13 @@ from accounts.models import User
 from rooms import policy
 from rooms.models import Room
 
+# (room, actor, target user id or None, ban reason) -> whatever the service returns.
+Run = Callable[[Room, policy.Actor, int | None, str], object]
+
 
 @dataclass(frozen=True)
 class ModerationAct:
-    # (room, actor, target user id or None, ban reason) -> whatever the service returns.
-    run: Callable[[Room, policy.Actor, int | None, str], object]
+    run: Run
     needs_target: bool
     permission: str = policy.MODERATE_MEMBERS
 
@@ -32,67 +34,39 @@ def _services():
     return services
 
 
+def _on_member(service: str, **fixed: object) -> Run:
+    """An act on one member: `services.<service>(room=, actor=, user_id=, **fixed)`."""
+
+    def run(room: Room, actor: policy.Actor, user_id: int | None, reason: str) -> object:
+        return getattr(_services(), service)(room=room, actor=actor, user_id=user_id, **fixed)
+
+    return run
+
+
+def _on_room(service: str, **fixed: object) -> Run:
+    """An act on the whole room: `services.<service>(room=, actor=, **fixed)`."""
+
+    def run(room: Room, actor: policy.Actor, user_id: int | None, reason: str) -> object:
+        return getattr(_services(), service)(room=room, actor=actor, **fixed)
+
+    return run
+
+
+def _ban(room: Room, actor: policy.Actor, user_id: int | None, reason: str) -> object:
+    return _services().member_ban(room=room, actor=actor, user_id=user_id, reason=reason)
+
+
 MODERATION_ACTS: dict[str, ModerationAct] = {
-    "mute": ModerationAct(
-        lambda room, actor, uid, reason: _services().member_mute(
-            room=room, actor=actor, user_id=uid, muted=True
-        ),
-        needs_target=True,
-    ),
-    "unmute": ModerationAct(
-        lambda room, actor, uid, reason: _services().member_mute(
-            room=room, actor=actor, user_id=uid, muted=False
-        ),
-        needs_target=True,
-    ),
-    "kick": ModerationAct(
-        lambda room, actor, uid, reason: _services().member_kick(
-            room=room, actor=actor, user_id=uid
-        ),
-        needs_target=True,
-    ),
-    "ban": ModerationAct(
-        lambda room, actor, uid, reason: _services().member_ban(
-            room=room, actor=actor, user_id=uid, reason=reason
-        ),
-        needs_target=True,
-    ),
-    "unban": ModerationAct(
-        lambda room, actor, uid, reason: _services().member_unban(
-            room=room, actor=actor, user_id=uid
-        ),
-        needs_target=True,
-    ),
-    "seat.remove": ModerationAct(
-        lambda room, actor, uid, reason: _services().seat_remove(
-            room=room, actor=actor, user_id=uid
-        ),
-        needs_target=True,
-    ),
-    "seat.request.accept": ModerationAct(
-        lambda room, actor, uid, reason: _services().seat_request_accept(
-            room=room, actor=actor, user_id=uid
-        ),
-        needs_target=True,
-    ),
-    "seat.request.refuse": ModerationAct(
-        lambda room, actor, uid, reason: _services().seat_request_refuse(
-            room=room, actor=actor, user_id=uid
-        ),
-        needs_target=True,
-    ),
-    "mute_all": ModerationAct(
-        lambda room, actor, uid, reason: _services().room_mute_all(
-            room=room, actor=actor, muted=True
-        ),
-        needs_target=False,
-    ),
-    "unmute_all": ModerationAct(
-        lambda room, actor, uid, reason: _services().room_mute_all(
-            room=room, actor=actor, muted=False
-        ),
-        needs_target=False,
-    ),
+    "mute": ModerationAct(_on_member("member_mute", muted=True), needs_target=True),
+    "unmute": ModerationAct(_on_member("member_mute", muted=False), needs_target=True),
+    "kick": ModerationAct(_on_member("member_kick"), needs_target=True),
+    "ban": ModerationAct(_ban, needs_target=True),
+    "unban": ModerationAct(_on_member("member_unban"), needs_target=True),
+    "seat.remove": ModerationAct(_on_member("seat_remove"), needs_target=True),
+    "seat.request.accept": ModerationAct(_on_member("seat_request_accept"), needs_target=True),
+    "seat.request.refuse": ModerationAct(_on_member("seat_request_refuse"), needs_target=True),
+    "mute_all": ModerationAct(_on_room("room_mute_all", muted=True), needs_target=False),
+    "unmute_all": ModerationAct(_on_room("room_mute_all", muted=False), needs_target=False),
 }
 
 

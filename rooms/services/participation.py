@@ -9,7 +9,7 @@ from django.db import transaction
 
 from accounts.models import User, credentials_epoch
 from realtime import presence
-from rooms import events, selectors
+from rooms import contract, events, selectors
 from rooms.contract import CloseCode
 from rooms.models import (
     Membership,
@@ -77,10 +77,13 @@ def participant_connect(
         return ConnectResult(close_code=CloseCode.FORBIDDEN, reason="not a member")
     store = presence.store()
     existing = store.get(room.pk, user_id)
-    if resume_session is not None and (existing is None or existing.session_id != resume_session):
-        return ConnectResult(close_code=CloseCode.AUTH_FAILED, reason="resume window has passed")
-    if resume_session is not None and existing.token_issued_at < epoch:
-        return ConnectResult(close_code=CloseCode.AUTH_FAILED, reason="credentials revoked")
+    if resume_session is not None:
+        if existing is None or existing.session_id != resume_session:
+            return ConnectResult(
+                close_code=CloseCode.AUTH_FAILED, reason="resume window has passed"
+            )
+        if existing.token_issued_at < epoch:
+            return ConnectResult(close_code=CloseCode.AUTH_FAILED, reason="credentials revoked")
     if existing is None and store.counts([room.pk])[room.pk] >= room.capacity:
         return ConnectResult(close_code=CloseCode.ROOM_FULL, reason="room full")
     try:
@@ -212,11 +215,13 @@ def participant_timeout(*, room_id: int, user_id: int, session_id: str) -> bool:
 
 def participant_self_mute(
     *, room_id: int, user_id: int, session_id: str, muted: bool
-) -> dict | None:
+) -> contract.Participant | None:
     session = presence.store().update(room_id, user_id, session_id, self_muted=muted)
     if session is None:
         return None
     membership = selectors.membership_find(room_id=room_id, user_id=user_id)
+    if membership is None:  # the room or the user was deleted meanwhile
+        return None
     participant = selectors.participant_dict(membership, session)
     events.participant_updated(room_id, participant)
     return participant

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 import functools
+from typing import Final
 
 from django.db import transaction
 
@@ -57,7 +59,13 @@ def room_create(
     return room
 
 
-_UNSET = object()
+class _Unset(enum.Enum):
+    """A typed "argument not given": `password=None` means "remove the password"."""
+
+    UNSET = enum.auto()
+
+
+_UNSET: Final = _Unset.UNSET
 
 
 @transaction.atomic
@@ -69,7 +77,7 @@ def room_update(
     topic: str | None = None,
     capacity: int | None = None,
     seat_count: int | None = None,
-    password: object = _UNSET,
+    password: str | _Unset | None = _UNSET,
 ) -> Room:
     """Change a room's fields; the room's sockets get `room.updated`.
 
@@ -121,7 +129,7 @@ def _seats_resized(room: Room, old_count: int) -> None:
         .filter(room=room, seat__gte=new_count)
         .order_by("seat")
     )
-    freed = [m.seat for m in unseated]
+    freed = [m.seat for m in unseated if m.seat is not None]  # all of them (seat__gte)
     for membership in unseated:
         membership.seat = None
         membership.save(update_fields=["seat", "updated_at"])

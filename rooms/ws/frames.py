@@ -1,9 +1,26 @@
-"""The wire protocol: client frame validation; the voice header and the limits are in
-realtime/limits.py (re-exported here)."""
+"""Client text frames: how they are read, and ONE table, `FRAMES`, of what each type is.
+
+    FRAMES[type] = Frame(validate, handle, guards)
+
+- `validate(data) -> clean data`, here: the frame's fields checked and copied (or
+  FrameError); the envelope (size, UTF-8, JSON object, `type`) is `parse_text_frame`'s;
+- `guards`: async checks on the socket before the handler runs (rooms/ws/guards.py);
+- `handle(socket, clean data)`: the act (rooms/ws/handlers.py), calling a service, the
+  relay or rooms.events.
+
+The consumer (rooms/ws/consumer.py) only looks a frame up here and runs it. To add a
+frame type: a validator below (or reuse one), a handler in rooms/ws/handlers.py (or
+`handlers.service("<service name>")` when the frame's fields are the service's
+arguments), and one line in FRAMES. docs/protocol.md documents it for clients.
+
+Voice (binary frames) never comes here: the relay takes it (realtime/relay.py); its
+header and every limit are in realtime/limits.py (re-exported here).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,16 +45,10 @@ from realtime.limits import (  # noqa: F401 (re-exported: the wire's limits live
     Bucket,
     voice_header,
 )
+from rooms.ws import guards, handlers
+from rooms.ws.errors import FrameError
+from rooms.ws.handlers import Handler, Socket
 from voiceroom.text import INVALID_TEXT_DETAIL, all_utf8_text, is_utf8_text
-
-
-class FrameError(Exception):
-    """A client frame was refused; the socket stays open and gets an `error` frame."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,112 @@ MODERATE_ACTIONS = ("mute", "unmute", "kick", "ban", "seat.remove", "mute_all", 
 ROOM_ACTIONS = ("mute_all", "unmute_all")
 
 
+# -- validators: the frame's JSON object -> the handler's data --------------------------
+
+Data = dict[str, Any]
+
+
+def _nothing(data: Data) -> Data:
+    return {}
+
+
+def _chat(data: Data) -> Data:
+    return {"text": _text(data)}
+
+
+def _whisper(data: Data) -> Data:
+    return {"to": _int(data, "to"), "text": _text(data)}
+
+
+def _muted(data: Data) -> Data:
+    return {"muted": _bool(data, "muted")}
+
+
+def _voice_target(data: Data) -> Data:
+    if "to" not in data:
+        raise FrameError("invalid_message", "'to' is required (a user id or null).")
+    return {"to": _int(data, "to", nullable=True)}
+
+
+def _any_seat(data: Data) -> Data:
+    """An optional seat `index` (absent or null: the first free one)."""
+    return {"index": _int(data, "index", required=False, nullable=True)}
+
+
+def _user(data: Data) -> Data:
+    return {"user_id": _int(data, "user_id")}
+
+
+def _user_any_seat(data: Data) -> Data:
+    return {
+        "user_id": _int(data, "user_id"),
+        "index": _int(data, "index", required=False, nullable=True),
+    }
+
+
+def _seat_lock(data: Data) -> Data:
+    return {"index": _int(data, "index"), "locked": _bool(data, "locked")}
+
+
+def _seat_mute(data: Data) -> Data:
+    return {"index": _int(data, "index"), "muted": _bool(data, "muted")}
+
+
+def _moderate(data: Data) -> Data:
+    action = data.get("action")
+    if action not in MODERATE_ACTIONS:
+        raise FrameError(
+            "invalid_message", f"'action' must be one of {', '.join(MODERATE_ACTIONS)}."
+        )
+    clean: Data = {"action": action}
+    if action not in ROOM_ACTIONS:
+        clean["user_id"] = _int(data, "user_id")
+    if isinstance(data.get("reason"), str):
+        clean["reason"] = data["reason"][:200]
+    return clean
+
+
+# -- the table -----------------------------------------------------------------------------
+
+Guard = Callable[[Socket, Data], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Frame:
+    validate: Callable[[Data], Data]
+    handle: Handler
+    guards: tuple[Guard, ...] = ()
+
+    async def run(self, socket: Socket, data: Data) -> None:
+        for guard in self.guards:
+            await guard(socket, data)
+        await self.handle(socket, data)
+
+
+FRAMES: dict[str, Frame] = {
+    "ping": Frame(_nothing, handlers.ping),
+    "chat": Frame(_chat, handlers.chat),
+    "whisper": Frame(_whisper, handlers.whisper, (guards.target_in_room,)),
+    "voice.target": Frame(_voice_target, handlers.voice_target, (guards.target_in_room,)),
+    "mute.self": Frame(_muted, handlers.mute_self),
+    "leave": Frame(_nothing, handlers.leave),
+    "seat.take": Frame(_any_seat, handlers.service("seat_take")),
+    "seat.leave": Frame(_nothing, handlers.service("seat_leave")),
+    "seat.lock": Frame(_seat_lock, handlers.service("seat_lock", by="actor")),
+    "seat.mute": Frame(_seat_mute, handlers.service("seat_mute", by="actor")),
+    "seat.request": Frame(_any_seat, handlers.service("seat_request_create")),
+    "seat.request.cancel": Frame(_nothing, handlers.service("seat_request_cancel")),
+    "seat.request.accept": Frame(
+        _user_any_seat, handlers.service("seat_request_accept", by="actor")
+    ),
+    "seat.request.refuse": Frame(_user, handlers.service("seat_request_refuse", by="actor")),
+    "moderate": Frame(_moderate, handlers.moderate),
+}
+
+
+# -- reading a frame -----------------------------------------------------------------------
+
+
 def _too_large() -> FrameError:
     return FrameError(
         "frame_too_large", f"Text frames are limited to {MAX_TEXT_FRAME_BYTES} bytes."
@@ -108,51 +225,10 @@ def parse_text_frame(raw: str) -> ClientMessage:
     kind = data.get("type")
     if not isinstance(kind, str):
         raise FrameError("invalid_message", "'type' is required.")
-    clean: dict[str, Any]
-    if kind in ("ping", "leave", "seat.leave"):
-        clean = {}
-    elif kind == "chat":
-        clean = {"text": _text(data)}
-    elif kind == "whisper":
-        clean = {"to": _int(data, "to"), "text": _text(data)}
-    elif kind == "mute.self":
-        clean = {"muted": _bool(data, "muted")}
-    elif kind == "voice.target":
-        if "to" not in data:
-            raise FrameError("invalid_message", "'to' is required (a user id or null).")
-        clean = {"to": _int(data, "to", nullable=True)}
-    elif kind == "seat.take":
-        clean = {"index": _int(data, "index", required=False, nullable=True)}
-    elif kind == "moderate":
-        action = data.get("action")
-        if action not in MODERATE_ACTIONS:
-            raise FrameError(
-                "invalid_message", f"'action' must be one of {', '.join(MODERATE_ACTIONS)}."
-            )
-        if action in ROOM_ACTIONS:
-            clean = {"action": action}
-        else:
-            clean = {"action": action, "user_id": _int(data, "user_id")}
-        if isinstance(data.get("reason"), str):
-            clean["reason"] = data["reason"][:200]
-    elif kind == "seat.request":
-        clean = {"index": _int(data, "index", required=False, nullable=True)}
-    elif kind == "seat.request.cancel":
-        clean = {}
-    elif kind == "seat.request.accept":
-        clean = {
-            "user_id": _int(data, "user_id"),
-            "index": _int(data, "index", required=False, nullable=True),
-        }
-    elif kind == "seat.request.refuse":
-        clean = {"user_id": _int(data, "user_id")}
-    elif kind == "seat.lock":
-        clean = {"index": _int(data, "index"), "locked": _bool(data, "locked")}
-    elif kind == "seat.mute":
-        clean = {"index": _int(data, "index"), "muted": _bool(data, "muted")}
-    else:
+    frame = FRAMES.get(kind)
+    if frame is None:
         raise FrameError("unknown_type", f"Unknown message type {kind[:40]!r}.")
-    return ClientMessage(kind, clean)
+    return ClientMessage(kind, frame.validate(data))
 
 
 def dumps(message: dict[str, Any]) -> str:

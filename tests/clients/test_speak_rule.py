@@ -7,12 +7,12 @@ function), and this file checks the server's rule against the same table.
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
 
 from rooms.policy import may_speak
+from rooms.ws.guards import SpeakState
 from tests.live import ROOT
 
 CASES = json.loads((ROOT / "tests/clients/speak_cases.json").read_text())["cases"]
@@ -51,12 +51,10 @@ def test_the_table_covers_every_reason():
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_the_consumers_speak_state_agrees(case):
-    """The gate the server applies to voice today (rooms/ws/consumer.py)."""
-    consumer = importlib.import_module("rooms.ws.consumer")
-    speak_state = getattr(consumer, "_SpeakState", None)
-    if speak_state is None:
-        pytest.skip("rooms.ws.consumer._SpeakState is gone: the rule is rooms.policy.may_speak")
-    assert speak_state(wire(case)).can_speak() is case["may_speak"]
+    """The gate the server applies to voice (rooms/ws/guards.py), fed a welcome."""
+    view = wire(case)
+    state = SpeakState(view["you"], view["room"]["seat_count"], view["seats"])
+    assert state.can_speak() is case["may_speak"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

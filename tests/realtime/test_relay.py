@@ -106,7 +106,7 @@ async def test_leaving_the_registry_and_replacement():
 
 async def test_the_bus_publishes_nothing_for_a_room_only_this_node_has():
     relay = Relay()
-    bus = VoiceBus(relay, url="redis://unused", prefix="t", node_id="node-a")
+    bus = VoiceBus(relay, redis="redis://unused", prefix="t", node_id="node-a")
     relay.bus = bus
     (a, _), (_b, _) = endpoint(relay, 1), endpoint(relay, 2)
     # Right after the room arrives on this node, other nodes are assumed until they answer.

@@ -134,6 +134,34 @@ def test_redis_url_selects_channels_redis():
     assert found["caches"]["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
 
 
+def test_sentinel_settings_point_every_redis_user_at_the_master():
+    found = settings_with(
+        DJANGO_SECRET_KEY=KEY,
+        REDIS_URL="redis://:s3cret@ignored:1/4",
+        REDIS_SENTINELS="10.0.0.1:26379, 10.0.0.2:26380,[::1]:26381",
+        REDIS_SENTINEL_MASTER="vr-main",
+    )
+    [host] = found["layers"]["default"]["CONFIG"]["hosts"]
+    assert host["master_name"] == "vr-main"
+    assert host["sentinels"] == [["10.0.0.1", 26379], ["10.0.0.2", 26380], ["::1", 26381]]
+    assert (host["db"], host["password"]) == (4, "s3cret")
+    assert "address" not in host and "host" not in host
+    cache = found["caches"]["default"]
+    assert cache["OPTIONS"]["pool_class"] == "realtime.redis_client.SentinelPool"
+    assert cache["OPTIONS"]["master_name"] == "vr-main"
+
+
+def test_sentinel_settings_refuse_half_a_configuration():
+    done = run_python(
+        DUMP, DJANGO_SECRET_KEY=KEY, REDIS_URL="redis:///0", REDIS_SENTINELS="h:26379"
+    )
+    assert done.returncode != 0
+    assert "REDIS_SENTINEL_MASTER" in done.stderr
+    done = run_python(DUMP, DJANGO_SECRET_KEY=KEY, REDIS_SENTINELS="h", REDIS_SENTINEL_MASTER="m")
+    assert done.returncode != 0
+    assert "is not host:port" in done.stderr
+
+
 def test_environment_overrides():
     found = settings_with(
         DJANGO_SECRET_KEY=KEY,

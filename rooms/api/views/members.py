@@ -26,6 +26,7 @@ from rooms.api.views._common import (
     _member_payload,
     _parse_id,
     _room,
+    _user,
 )
 from rooms.models import (
     Membership,
@@ -47,7 +48,7 @@ class MemberListApi(APIView):
     )
     def get(self, request: Request, room_id: str) -> Response:
         room = _room(room_id)
-        members = selectors.member_list_visible(room=room, viewer=request.user)
+        members = selectors.member_list_visible(room=room, viewer=_user(request))
         return Response(MemberSerializer(members, many=True, context=_member_context(room)).data)
 
 
@@ -83,7 +84,7 @@ class MemberMuteApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         member = services.member_mute(
-            room=room, actor=request.user, user_id=target_id, **serializer.validated_data
+            room=room, actor=_user(request), user_id=target_id, **serializer.validated_data
         )
         return Response(_member_payload(member, room))
 
@@ -102,7 +103,7 @@ class MemberKickApi(APIView):
     )
     def post(self, request: Request, room_id: str, user_id: str) -> Response:
         room = _room(room_id)
-        services.member_kick(room=room, actor=request.user, user_id=_parse_id(user_id, "member"))
+        services.member_kick(room=room, actor=_user(request), user_id=_parse_id(user_id, "member"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -129,7 +130,7 @@ class MemberBanApi(APIView):
         serializer.is_valid(raise_exception=True)
         services.member_ban(
             room=room,
-            actor=request.user,
+            actor=_user(request),
             user_id=target_id,
             reason=serializer.validated_data.get("reason", ""),
         )
@@ -146,7 +147,7 @@ class MemberUnbanApi(APIView):
     )
     def post(self, request: Request, room_id: str, user_id: str) -> Response:
         room = _room(room_id)
-        services.member_unban(room=room, actor=request.user, user_id=_parse_id(user_id, "member"))
+        services.member_unban(room=room, actor=_user(request), user_id=_parse_id(user_id, "member"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -180,7 +181,7 @@ class MemberRoleApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         member = services.member_set_role(
-            room=room, actor=request.user, user_id=target_id, **serializer.validated_data
+            room=room, actor=_user(request), user_id=target_id, **serializer.validated_data
         )
         return Response(_member_payload(member, room))
 
@@ -217,6 +218,6 @@ class RoomMuteAllApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         members = services.room_mute_all(
-            room=room, actor=request.user, muted=serializer.validated_data["muted"]
+            room=room, actor=_user(request), muted=serializer.validated_data["muted"]
         )
         return Response(MemberSerializer(members, many=True, context=_member_context(room)).data)

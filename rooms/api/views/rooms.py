@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -27,6 +28,7 @@ from rooms.api.views._common import (
     _error,
     _member_context,
     _room,
+    _user,
 )
 from rooms.models import (
     CAPACITY_DEFAULT,
@@ -93,6 +95,8 @@ class RoomListCreateApi(APIView):
         rooms = selectors.room_list(status=filters.validated_data.get("status") or None)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(rooms, request, view=self)
+        if page is None:  # DRF paginates nothing when the page size is 0
+            raise ImproperlyConfigured("VOICEROOM_PAGE_SIZE must be a positive number")
         # One presence round trip for the whole page instead of one per room.
         counts = selectors.online_counts(room_ids=[room.pk for room in page])
         data = RoomSerializer(page, many=True, context={"online_counts": counts}).data
@@ -107,7 +111,7 @@ class RoomListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        room = services.room_create(owner=request.user, **serializer.validated_data)
+        room = services.room_create(owner=_user(request), **serializer.validated_data)
         data = RoomSerializer(room, context={"online_counts": {room.pk: 0}}).data
         return Response(data, status=status.HTTP_201_CREATED)
 
@@ -157,7 +161,7 @@ class RoomDetailApi(APIView):
         room = _room(room_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        room = services.room_update(room=room, actor=request.user, **serializer.validated_data)
+        room = services.room_update(room=room, actor=_user(request), **serializer.validated_data)
         return Response(RoomSerializer(room).data)
 
 
@@ -170,7 +174,7 @@ class RoomCloseApi(APIView):
         responses={200: RoomSerializer, 401: E401, 403: E403, 404: E404_ROOM},
     )
     def post(self, request: Request, room_id: str) -> Response:
-        room = services.room_close(room=_room(room_id), actor=request.user)
+        room = services.room_close(room=_room(room_id), actor=_user(request))
         return Response(RoomSerializer(room).data)
 
 
@@ -183,7 +187,7 @@ class RoomOpenApi(APIView):
         responses={200: RoomSerializer, 401: E401, 403: E403, 404: E404_ROOM},
     )
     def post(self, request: Request, room_id: str) -> Response:
-        room = services.room_open(room=_room(room_id), actor=request.user)
+        room = services.room_open(room=_room(room_id), actor=_user(request))
         return Response(RoomSerializer(room).data)
 
 
@@ -244,9 +248,9 @@ class RoomJoinApi(APIView):
         room = _room(room_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with throttles.join_password_attempt(request=request, room=room, user=request.user):
+        with throttles.join_password_attempt(request=request, room=room, user=_user(request)):
             joined = services.member_join(
-                room=room, user=request.user, password=serializer.validated_data.get("password")
+                room=room, user=_user(request), password=serializer.validated_data.get("password")
             )
         payload = {
             "room": joined.room,
@@ -273,7 +277,7 @@ class RoomTicketApi(APIView):
         },
     )
     def post(self, request: Request, room_id: str) -> Response:
-        ticket, ttl = services.ticket_member_issue(room=_room(room_id), user=request.user)
+        ticket, ttl = services.ticket_member_issue(room=_room(room_id), user=_user(request))
         return Response(TicketOutputSerializer({"ticket": ticket, "ticket_expires_in": ttl}).data)
 
 
@@ -291,5 +295,5 @@ class RoomLeaveApi(APIView):
         },
     )
     def post(self, request: Request, room_id: str) -> Response:
-        services.member_leave(room=_room(room_id), user=request.user)
+        services.member_leave(room=_room(room_id), user=_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

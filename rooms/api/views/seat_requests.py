@@ -24,6 +24,7 @@ from rooms.api.views._common import (
     _member_payload,
     _parse_id,
     _room,
+    _user,
 )
 from rooms.models import (
     SEATS_MAX,
@@ -50,7 +51,7 @@ class SeatRequestListApi(APIView):
     )
     def get(self, request: Request, room_id: str) -> Response:
         room = _room(room_id)
-        return Response(selectors.seat_request_list_visible(room=room, viewer=request.user))
+        return Response(selectors.seat_request_list_visible(room=room, viewer=_user(request)))
 
     @extend_schema(
         operation_id="rooms_seat_requests_create",
@@ -71,7 +72,7 @@ class SeatRequestListApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         created = services.seat_request_create(
-            room=room, user=request.user, index=serializer.validated_data.get("index")
+            room=room, user=_user(request), index=serializer.validated_data.get("index")
         )
         return Response(selectors.seat_request_dict(created), status=status.HTTP_201_CREATED)
 
@@ -87,7 +88,7 @@ class SeatRequestListApi(APIView):
         },
     )
     def delete(self, request: Request, room_id: str) -> Response:
-        services.seat_request_cancel(room=_room(room_id), user=request.user)
+        services.seat_request_cancel(room=_room(room_id), user=_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -132,7 +133,7 @@ class SeatRequestAcceptApi(APIView):
         serializer.is_valid(raise_exception=True)
         member = services.seat_request_accept(
             room=room,
-            actor=request.user,
+            actor=_user(request),
             user_id=target_id,
             index=serializer.validated_data.get("index"),
         )
@@ -150,6 +151,6 @@ class SeatRequestRefuseApi(APIView):
     def post(self, request: Request, room_id: str, user_id: str) -> Response:
         room = _room(room_id)
         services.seat_request_refuse(
-            room=room, actor=request.user, user_id=_parse_id(user_id, "member")
+            room=room, actor=_user(request), user_id=_parse_id(user_id, "member")
         )
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -14,6 +14,7 @@ import pytest
 from django.db import transaction
 
 from realtime import presence, runtime
+from realtime.redis_client import RedisConfig
 from rooms import services
 from rooms.models import Membership, Room
 from tests.factories import RoomFactory, UserFactory
@@ -28,7 +29,8 @@ class Rollback(Exception):
 @pytest.fixture(params=["local", pytest.param("redis", marks=pytest.mark.redis)])
 def store(request, settings):
     """The presence store the services use: this process's, or Redis."""
-    settings.REDIS_URL = os.environ.get("REDIS_URL", "") if request.param == "redis" else ""
+    url = os.environ.get("REDIS_URL", "") if request.param == "redis" else ""
+    settings.REDIS = RedisConfig.from_env(url)
     runtime.install(None)  # a runtime (and store) made from this test's settings
     presence.store().clear()
     yield presence.store()

@@ -131,7 +131,8 @@ FRAME_TYPES = [
 
 
 class Clock:
-    """Stands in for the `time` module of rooms.ws.consumer and realtime.relay."""
+    """Stands in for the `time` module of rooms.ws.guards (text rate, abuse budget) and
+    realtime.relay (voice rate)."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -143,10 +144,10 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch):
     import realtime.relay
-    import rooms.ws.consumer
+    import rooms.ws.guards
 
     fake = Clock()
-    monkeypatch.setattr(rooms.ws.consumer, "time", fake)
+    monkeypatch.setattr(rooms.ws.guards, "time", fake)
     monkeypatch.setattr(realtime.relay, "time", fake)
     return fake
 
