@@ -43,6 +43,7 @@ from webhooks.models import Event
 logger = logging.getLogger(__name__)
 
 CLAIM_LIMIT = 16
+HEADS_CHUNK = 1000
 SIGNATURE_HEADER = "X-Voiceroom-Signature"
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook")
 PURGE_EVERY_S = 3600.0
@@ -80,19 +81,25 @@ def claim(owner: str, limit: int = CLAIM_LIMIT) -> list[Claimed]:
         .values("room_id")
         .annotate(head=Min("id"))
         .order_by("head")
-        .values_list("head", flat=True)[:1000]
+        .values_list("head", flat=True)
     )
     if not heads:
         return []
     skip_locked = connection.features.has_select_for_update_skip_locked
+    rows: list[Event] = []
     with transaction.atomic():
-        rows = list(
-            Event.objects.select_for_update(skip_locked=skip_locked)
-            .filter(pk__in=heads, status=Event.Status.PENDING, next_attempt_at__lte=now)
-            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-            .order_by("id")
-            .only("id", "room_id", "body")[:limit]
-        )
+        # By chunks: rooms whose head waits for a retry do not hide the others.
+        for start in range(0, len(heads), HEADS_CHUNK):
+            rows += list(
+                Event.objects.select_for_update(skip_locked=skip_locked)
+                .filter(pk__in=heads[start : start + HEADS_CHUNK])
+                .filter(status=Event.Status.PENDING, next_attempt_at__lte=now)
+                .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+                .order_by("id")
+                .only("id", "room_id", "body")[: limit - len(rows)]
+            )
+            if len(rows) >= limit:
+                break
         if rows:
             Event.objects.filter(pk__in=[r.pk for r in rows]).update(
                 lease_until=now + timedelta(seconds=_lease_s()), lease_owner=owner

@@ -84,8 +84,13 @@ def _retry_for() -> timedelta:
 
 
 def _lock_stream(room_id: int) -> None:
-    Stream.objects.get_or_create(room_id=room_id)
-    Stream.objects.select_for_update().filter(room_id=room_id).exists()
+    """Hold the room's Stream row until the transaction ends (made on its first event:
+    an inserted row is locked by its insert)."""
+    if Stream.objects.select_for_update().filter(room_id=room_id).exists():
+        return
+    _, created = Stream.objects.get_or_create(room_id=room_id)
+    if not created:  # another transaction made it meanwhile
+        Stream.objects.select_for_update().filter(room_id=room_id).exists()
 
 
 def _wake() -> None:

@@ -216,3 +216,16 @@ async def test_every_runtime_runs_the_delivery_job_when_configured_and_on(settin
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+@pytest.mark.django_db
+def test_rooms_waiting_for_a_retry_do_not_hide_rooms_that_are_due(webhooks_on, monkeypatch):
+    monkeypatch.setattr(delivery, "HEADS_CHUNK", 2)
+    make_burst(rooms=5)
+    later = timezone.now() + timedelta(hours=1)
+    waiting = list(Event.objects.filter(type="room.created").order_by("id")[:4])
+    Event.objects.filter(pk__in=[e.pk for e in waiting]).update(next_attempt_at=later)
+    claimed = delivery.claim("node-a")
+    assert [c.room_id for c in claimed] == [
+        Event.objects.filter(type="room.created").last().room_id
+    ]
