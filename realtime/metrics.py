@@ -6,11 +6,15 @@ metrics happens here, when /metrics is scraped, so metrics cost nothing per fram
 
 from __future__ import annotations
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import REGISTRY, Collector
 
 from realtime import runtime
-from realtime.relay import stats
+from realtime.relay import loop_lag, stats
 
 _COUNTERS = {
     "frames_in": "Voice frames received from clients",
@@ -27,10 +31,33 @@ _COUNTERS = {
 }
 
 
+# The same drops as above, as one metric with a reason label (dashboards sum by reason).
+_DROPS = {
+    "backlog": "dropped_backlog",
+    "rate": "dropped_rate",
+    "muted": "dropped_muted",
+    "overload": "dropped_overload",
+    "bus": "bus_dropped",
+}
+
+
 class RelayCollector(Collector):
     def collect(self):
         for name, doc in _COUNTERS.items():
             yield CounterMetricFamily(f"voiceroom_voice_{name}", doc, value=getattr(stats, name))
+        drops = CounterMetricFamily(
+            "voiceroom_voice_drops", "Voice frames dropped, by reason", labels=["reason"]
+        )
+        for reason, attr in _DROPS.items():
+            drops.add_metric([reason], getattr(stats, attr))
+        yield drops
+        yield HistogramMetricFamily(
+            "voiceroom_loop_lag_seconds",
+            "How late this node's event loop ran, sampled every 50 ms while voice shedding "
+            "is on (VOICEROOM_SHED_AFTER_LAG_MS > 0)",
+            buckets=loop_lag.cumulative(),
+            sum_value=loop_lag.sum,
+        )
         yield CounterMetricFamily(
             "voiceroom_sockets_closed_stalled",
             "Sockets closed with 4014 because they took no data for "

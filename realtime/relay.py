@@ -24,6 +24,7 @@ Control events (joins, moderation, chat) keep the ordinary channel-layer path.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -94,6 +95,35 @@ class Stats:
 
 
 stats = Stats()
+
+
+class LagHistogram:
+    """The event loop's lateness, as the lag watch measures it every LAG_PROBE_S: bucket
+    counts read by the Prometheus collector (voiceroom_loop_lag_seconds, for its p99)."""
+
+    BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+    __slots__ = ("count", "counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BOUNDS) + 1)  # the last one: above every bound
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.BOUNDS, seconds)] += 1
+        self.count += 1
+        self.sum += seconds
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        out, total = [], 0
+        for bound, n in zip((*map(str, self.BOUNDS), "+Inf"), self.counts, strict=True):
+            total += n
+            out.append((bound, total))
+        return out
+
+
+loop_lag = LagHistogram()
 
 
 class Endpoint:
@@ -307,6 +337,7 @@ class Relay:
             started = loop.time()
             await asyncio.sleep(LAG_PROBE_S)
             lag = loop.time() - started - LAG_PROBE_S
+            loop_lag.observe(max(lag, 0.0))
             if lag > limit_s and not self.overloaded:
                 logger.warning("event loop %.0f ms late: shedding voice frames", lag * 1000)
             self.overloaded = lag > limit_s

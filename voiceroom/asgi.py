@@ -2,6 +2,7 @@
 
 import gc
 import os
+from collections.abc import Callable
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceroom.settings")
 
@@ -15,6 +16,7 @@ daphne.install()  # the message size limit, under daphne (realtime/servers/daphn
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from realtime import runtime  # noqa: E402
 from rooms.ws.auth import (  # noqa: E402
     AddressLimitMiddleware,
     OriginValidator,
@@ -22,9 +24,19 @@ from rooms.ws.auth import (  # noqa: E402
 )
 from rooms.ws.routing import websocket_urlpatterns  # noqa: E402
 
+
+async def http_application(scope: dict, receive: Callable, send: Callable) -> None:
+    """Django, once this process's runtime runs. Its background jobs (housekeeping, the
+    webhook delivery) must run on a node that has served only HTTP so far, too: neither
+    server runs an ASGI lifespan here, so the first request or socket starts them
+    (`started()` is a no-op once they run on this loop)."""
+    runtime.started()
+    await django_asgi_app(scope, receive, send)
+
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_application,
         "websocket": OriginValidator(
             # URLRouter takes django's path()/re_path() patterns whose callbacks are ASGI
             # apps, as channels documents; the stubs want their own pattern subclass.

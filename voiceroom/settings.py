@@ -64,6 +64,8 @@ INSTALLED_APPS = [
     "channels",
     "accounts",
     "rooms",
+    # The webhook outbox (webhooks/: events stored with the change, delivered by the nodes).
+    "webhooks",
     # django-axes (the admin's sign-in lockout), see voiceroom/adminlock.py.
     "voiceroom.axes_app.AxesConfig",
 ]
@@ -313,6 +315,25 @@ VOICEROOM_MAX_SOCKETS_PER_ADDRESS = env.int("VOICEROOM_MAX_SOCKETS_PER_ADDRESS",
 # uvicorn (realtime.servers.uvicorn protocol): a connection must send a request's headers within
 # this many seconds of connecting (slow or silent clients, slowloris).
 VOICEROOM_HANDSHAKE_TIMEOUT_S = env.float("VOICEROOM_HANDSHAKE_TIMEOUT_S", default=10.0)
+
+# Webhooks (webhooks/, docs/operations.md "Webhooks"). Unset URL: no event is stored.
+VOICEROOM_WEBHOOK_URL = env.str("VOICEROOM_WEBHOOK_URL", default="")
+# The HMAC-SHA256 key of X-Voiceroom-Signature: required once a URL is set (no default).
+VOICEROOM_WEBHOOK_SECRET = env.str("VOICEROOM_WEBHOOK_SECRET", default="")
+if VOICEROOM_WEBHOOK_URL and not VOICEROOM_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("VOICEROOM_WEBHOOK_URL is set: set VOICEROOM_WEBHOOK_SECRET too.")
+# Whether this process's runtime delivers (off: only `manage.py webhooks_worker` does).
+VOICEROOM_WEBHOOK_DELIVERY = _on_off("VOICEROOM_WEBHOOK_DELIVERY", default=True)
+VOICEROOM_WEBHOOK_TIMEOUT_S = env.float("VOICEROOM_WEBHOOK_TIMEOUT_S", default=10.0)
+# Seconds between looks at the outbox when there was nothing to send.
+VOICEROOM_WEBHOOK_POLL_S = env.float("VOICEROOM_WEBHOOK_POLL_S", default=1.0)
+# Retry delays double from MIN to MAX; an event still refused RETRY_FOR_S after it was
+# stored is marked failed (the admin can replay it).
+VOICEROOM_WEBHOOK_BACKOFF_MIN_S = env.float("VOICEROOM_WEBHOOK_BACKOFF_MIN_S", default=1.0)
+VOICEROOM_WEBHOOK_BACKOFF_MAX_S = env.float("VOICEROOM_WEBHOOK_BACKOFF_MAX_S", default=600.0)
+VOICEROOM_WEBHOOK_RETRY_FOR_S = env.float("VOICEROOM_WEBHOOK_RETRY_FOR_S", default=24 * 3600.0)
+# Delivered events are deleted after this many days (0: kept).
+VOICEROOM_WEBHOOK_KEEP_DAYS = env.int("VOICEROOM_WEBHOOK_KEEP_DAYS", default=7)
 
 # Credentials in URLs (?ticket=, ?resume=) never reach a log line: the filter redacts
 # them, and LOGGING_CONFIG puts it on the servers' own handlers and daphne's access log

@@ -18,6 +18,7 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 
 from rooms import policy, selectors, services
+from rooms.admin.live import live_urls
 from rooms.admin.memberships import SeatNumberColumn
 from rooms.models import Membership, Room
 from voiceroom.errors import ApplicationError
@@ -306,7 +307,8 @@ class RoomAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.live_panel_view),
             name="rooms_room_live_panel",
         )
-        return [live, panel, *super().get_urls()]
+        # The Live page of all rooms (rooms/admin/live.py), before "<object_id>/".
+        return [*live_urls(self), live, panel, *super().get_urls()]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})

@@ -16,6 +16,7 @@ from rooms.models import (
     SeatRequest,
 )
 from voiceroom.errors import ApplicationError, NotFound
+from webhooks.services import record_event
 
 Role = Membership.Role
 
@@ -40,6 +41,11 @@ def _audit(
         reason=reason,
         detail=detail or {},
     )
+
+
+def _actor_id(actor: policy.Actor | None) -> int | None:
+    """The acting user's id in webhook events; None for SYSTEM."""
+    return actor.pk if isinstance(actor, User) else None
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> int:
@@ -101,6 +107,7 @@ def _end_presence(membership: Membership, *, reason: str, close_code: int | None
         events.member_close(room.pk, membership.user_id, close_code, reason)
     if session is not None:
         events.participant_left(room.pk, membership.user_id, reason)
+        record_event("participant.left", room.pk, {"user_id": membership.user_id, "reason": reason})
     if freed is not None:
         _seat_changed(room, freed)
     _seat_request_drop(room, membership.user_id, reason=reason)

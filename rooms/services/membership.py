@@ -18,6 +18,7 @@ from rooms.models import (
 from rooms.services._common import (
     Action,
     Role,
+    _actor_id,
     _audit,
     _end_presence,
     _lock_member,
@@ -26,6 +27,7 @@ from rooms.services._common import (
 )
 from rooms.services.tickets import ticket_issue
 from voiceroom.errors import ApplicationError, Conflict, Forbidden
+from webhooks.services import record_event
 
 
 @dataclass
@@ -99,6 +101,11 @@ def member_mute(*, room: Room, actor: policy.Actor, user_id: int, muted: bool) -
             target=target.user,
             action=Action.MUTE if muted else Action.UNMUTE,
         )
+        record_event(
+            "moderation.mute",
+            room.pk,
+            {"actor_id": _actor_id(actor), "user_id": user_id, "muted": muted, "all": False},
+        )
         _participant_changed(target)
     return target
 
@@ -129,6 +136,17 @@ def room_mute_all(*, room: Room, actor: policy.Actor, muted: bool) -> list[Membe
         action=Action.MUTE_ALL if muted else Action.UNMUTE_ALL,
         detail={"user_ids": [m.user_id for m in changed]},
     )
+    for membership in changed:
+        record_event(
+            "moderation.mute",
+            room.pk,
+            {
+                "actor_id": _actor_id(actor),
+                "user_id": membership.user_id,
+                "muted": muted,
+                "all": True,
+            },
+        )
     if changed:
         sessions = {s.user_id: s for s in presence.store().sessions(room.pk)}  # one lookup
         for membership in changed:
@@ -148,6 +166,7 @@ def member_kick(*, room: Room, actor: policy.Actor, user_id: int) -> None:
         raise Conflict("That member is not in the room.", code="not_in_room")
     target.room = room
     _audit(room=room, actor=actor, target=target.user, action=Action.KICK)
+    record_event("moderation.kick", room.pk, {"actor_id": _actor_id(actor), "user_id": user_id})
     _end_presence(target, reason="kicked", close_code=CloseCode.KICKED)
 
 
@@ -161,6 +180,11 @@ def member_ban(*, room: Room, actor: policy.Actor, user_id: int, reason: str = "
     target.banned = True
     target.ban_reason = reason or ""
     _audit(room=room, actor=actor, target=target.user, action=Action.BAN, reason=reason or "")
+    record_event(
+        "moderation.ban",
+        room.pk,
+        {"actor_id": _actor_id(actor), "user_id": user_id, "reason": reason or ""},
+    )
     _end_presence(target, reason="banned", close_code=CloseCode.FORBIDDEN)
 
 
@@ -174,6 +198,9 @@ def member_unban(*, room: Room, actor: policy.Actor, user_id: int) -> None:
         target.ban_reason = ""
         target.save(update_fields=["banned", "ban_reason", "updated_at"])
         _audit(room=room, actor=actor, target=target.user, action=Action.UNBAN)
+        record_event(
+            "moderation.unban", room.pk, {"actor_id": _actor_id(actor), "user_id": user_id}
+        )
 
 
 @transaction.atomic

@@ -16,6 +16,7 @@ from rooms.models import (
     Room,
 )
 from rooms.services._common import _end_presence, presence_remove_on_commit
+from webhooks.services import record_event
 
 
 @dataclass
@@ -96,6 +97,7 @@ def participant_connect(
     participant = selectors.participant_dict(membership, attached.session)
     if attached.previous is None:
         events.participant_joined(room.pk, participant)
+        record_event("participant.joined", room.pk, {"user_id": user_id})
     else:
         events.participant_updated(room.pk, participant)
     welcome = {
@@ -171,6 +173,7 @@ def _participant_revoke(*, room_id: int, user_id: int, session_id: str | None) -
     if room is None or membership is None:
         presence_remove_on_commit(room_id, user_id, session.session_id)
         events.participant_left(room_id, user_id, "left")
+        record_event("participant.left", room_id, {"user_id": user_id, "reason": "left"})
         return False
     membership.room = room
     _end_presence(

@@ -24,6 +24,7 @@ from rooms.models import (
 from rooms.services._common import (
     Action,
     Role,
+    _actor_id,
     _audit,
     _check_range,
     _ensure_seats,
@@ -32,6 +33,7 @@ from rooms.services._common import (
     _seat_changed,
     _seat_request_drop,
 )
+from webhooks.services import record_event
 
 
 @transaction.atomic
@@ -63,6 +65,7 @@ def room_create(
     _ensure_seats(room)
     Membership.objects.create(room=room, user=owner, role=Role.OWNER)
     _audit(room=room, actor=owner, action=Action.ROOM_CREATE)
+    record_event("room.created", room.pk, {"name": room.name, "owner_id": owner.pk})
     return room
 
 
@@ -173,6 +176,7 @@ def room_close(*, room: Room, actor: policy.Actor) -> Room:
     # Presence is outside the transaction: forget the sessions only once it commits.
     transaction.on_commit(functools.partial(_sessions_forget, room.pk))
     _audit(room=room, actor=actor, action=Action.ROOM_CLOSE)
+    record_event("room.closed", room.pk, {"actor_id": _actor_id(actor)})
     events.room_updated(room)
     events.room_closed(room.pk)
     return room
@@ -187,5 +191,6 @@ def room_open(*, room: Room, actor: policy.Actor) -> Room:
     room.status = Room.Status.OPEN
     room.save(update_fields=["status", "updated_at"])
     _audit(room=room, actor=actor, action=Action.ROOM_OPEN)
+    record_event("room.opened", room.pk, {"actor_id": _actor_id(actor)})
     events.room_updated(room)
     return room
