@@ -132,7 +132,6 @@ def speak_states(rooms: dict[int, list[int]]) -> dict[tuple[int, int], bool]:
     runs every VOICEROOM_SPEAK_RECHECK_S for every local socket, so its cost grows with
     the sockets a node holds (docs/benchmarks.md, issue 13)."""
     room_ids = list(rooms)
-    users = {u for user_ids in rooms.values() for u in user_ids}
     seat_counts = dict(
         Room.objects.filter(pk__in=room_ids, status=Room.Status.OPEN).values_list(
             "pk", "seat_count"
@@ -143,8 +142,11 @@ def speak_states(rooms: dict[int, list[int]]) -> dict[tuple[int, int], bool]:
     )
     members = {
         (room_id, user_id): (muted, seat)
+        # Every active member of these rooms, not `user_id__in` the local ones: a room holds
+        # at most its capacity, and Django prepares each value of an IN list one by one,
+        # which cost more than the few extra rows of members on other nodes.
         for room_id, user_id, muted, seat in Membership.objects.filter(
-            room_id__in=room_ids, user_id__in=users, active=True, banned=False
+            room_id__in=room_ids, active=True, banned=False
         ).values_list("room_id", "user_id", "muted", "seat")
     }
     sessions = presence.store().sessions_of_rooms(room_ids)
