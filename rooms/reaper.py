@@ -128,9 +128,10 @@ def speak_states(rooms: dict[int, list[int]]) -> dict[tuple[int, int], bool]:
     """Whether each of these participants may speak now, read from the database (role,
     mute, seat, seat mutes, seat count) and presence (self-mute): the speak re-check's
     source (realtime.runtime), so the relay's gate holds even when an event is lost.
-    Three queries for all the rooms, plus one presence read per room."""
+    Three queries and one presence read (a single Redis round trip) for all the rooms: it
+    runs every VOICEROOM_SPEAK_RECHECK_S for every local socket, so its cost grows with
+    the sockets a node holds (docs/benchmarks.md, issue 13)."""
     room_ids = list(rooms)
-    users = {u for user_ids in rooms.values() for u in user_ids}
     seat_counts = dict(
         Room.objects.filter(pk__in=room_ids, status=Room.Status.OPEN).values_list(
             "pk", "seat_count"
@@ -141,15 +142,18 @@ def speak_states(rooms: dict[int, list[int]]) -> dict[tuple[int, int], bool]:
     )
     members = {
         (room_id, user_id): (muted, seat)
+        # Every active member of these rooms, not `user_id__in` the local ones: a room holds
+        # at most its capacity, and Django prepares each value of an IN list one by one,
+        # which cost more than the few extra rows of members on other nodes.
         for room_id, user_id, muted, seat in Membership.objects.filter(
-            room_id__in=room_ids, user_id__in=users, active=True, banned=False
+            room_id__in=room_ids, active=True, banned=False
         ).values_list("room_id", "user_id", "muted", "seat")
     }
-    store = presence.store()
+    sessions = presence.store().sessions_of_rooms(room_ids)
     allowed: dict[tuple[int, int], bool] = {}
     for room_id, user_ids in rooms.items():
         seat_count = seat_counts.get(room_id)
-        self_muted = {s.user_id: s.self_muted for s in store.sessions(room_id)}
+        self_muted = {s.user_id: s.self_muted for s in sessions[room_id]}
         for user_id in user_ids:
             member = members.get((room_id, user_id))
             if seat_count is None or member is None or user_id not in self_muted:

@@ -67,6 +67,13 @@ class LocalStore:
         with self._lock:
             return [dataclasses.replace(s) for s in self._rooms.get(room_id, {}).values()]
 
+    def sessions_of_rooms(self, room_ids):
+        with self._lock:
+            return {
+                rid: [dataclasses.replace(s) for s in self._rooms.get(rid, {}).values()]
+                for rid in room_ids
+            }
+
     def counts(self, room_ids):
         with self._lock:
             return {rid: len(self._rooms.get(rid, {})) for rid in room_ids}

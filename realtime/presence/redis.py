@@ -199,6 +199,17 @@ class RedisStore:
     def sessions(self, room_id):
         return [Session.loads(v) for v in self.r.hvals(self._room(room_id))]
 
+    def sessions_of_rooms(self, room_ids):
+        if not room_ids:
+            return {}
+        pipe = self.r.pipeline(transaction=False)
+        for rid in room_ids:
+            pipe.hvals(self._room(rid))
+        return {
+            rid: [Session.loads(v) for v in values]
+            for rid, values in zip(room_ids, pipe.execute(), strict=True)
+        }
+
     def counts(self, room_ids):
         if not room_ids:
             return {}

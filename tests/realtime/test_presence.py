@@ -199,3 +199,21 @@ def test_an_update_racing_a_takeover_never_brings_back_the_old_token_or_socket()
         assert store.resolve_resume_token(old.resume_token) is None
     finally:
         store.clear()
+
+
+def test_sessions_of_rooms_reads_several_rooms_in_one_call(store):
+    """The speak re-check reads every local room's sessions at once (one Redis round
+    trip, not one per room): the same sessions `sessions` gives room by room."""
+    store.attach(1, 7, node="n", channel="c7")
+    store.attach(1, 8, node="n", channel="c8")
+    store.attach(2, 9, node="n", channel="c9")
+    store.update(1, 8, store.get(1, 8).session_id, self_muted=True)
+    got = store.sessions_of_rooms([1, 2, 3])
+    assert set(got) == {1, 2, 3}
+    for rid in (1, 2, 3):
+        assert sorted(got[rid], key=lambda s: s.user_id) == sorted(
+            store.sessions(rid), key=lambda s: s.user_id
+        )
+    assert {s.user_id: s.self_muted for s in got[1]} == {7: False, 8: True}
+    assert got[3] == []
+    assert store.sessions_of_rooms([]) == {}

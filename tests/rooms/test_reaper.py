@@ -162,3 +162,38 @@ def test_sessions_kept_for_reattach_are_forgotten_once_their_socket_is_gone(monk
     assert set(store.keep_only({"c-2"})) == {"c-1", "c-2"}  # c-1 might still be opening
     monkeypatch.setattr(presence.redis, "MINE_GRACE_S", -1.0)
     assert set(store.keep_only({"c-2"})) == {"c-2"}
+
+
+def test_speak_states_reads_presence_once_for_all_rooms(monkeypatch):
+    """The speak re-check's read: right answers for several rooms (self-mute from
+    presence, a room's mute from the database), with one presence read for them all
+    (it runs every VOICEROOM_SPEAK_RECHECK_S for every local socket)."""
+    owner = _user("spk-owner")
+    rooms = [services.room_create(owner=owner, name=f"r{i}", seat_count=0) for i in range(3)]
+    talker, quiet, muted = _user("spk-talker"), _user("spk-quiet"), _user("spk-muted")
+    store = presence.store()
+    for room in rooms:
+        for user in (talker, quiet, muted):
+            services.member_join(room=room, user=user)
+            store.attach(room.pk, user.pk, node="n", channel=f"c{room.pk}-{user.pk}")
+        session = store.get(room.pk, quiet.pk)
+        store.update(room.pk, quiet.pk, session.session_id, self_muted=True)
+        Membership.objects.filter(room=room, user=muted).update(muted=True)
+    reads: list[list[int]] = []
+    many = store.sessions_of_rooms
+
+    def counted(room_ids):
+        reads.append(list(room_ids))
+        return many(room_ids)
+
+    def one_by_one(room_id):
+        raise AssertionError("one presence read per room")
+
+    monkeypatch.setattr(store, "sessions_of_rooms", counted)
+    monkeypatch.setattr(store, "sessions", one_by_one)
+    asked = {room.pk: [talker.pk, quiet.pk, muted.pk] for room in rooms}
+    allowed = reaper.speak_states(asked)
+    assert allowed == {
+        (room.pk, user.pk): user is talker for room in rooms for user in (talker, quiet, muted)
+    }
+    assert reads == [list(asked)]
