@@ -7,6 +7,10 @@ we run expose that through the object behind `send`:
 
 - uvicorn: `send` is a bound method of its WebSocket protocol, which has the asyncio
   transport and the `writable` event it clears while flow control pauses writing.
+  Under our own protocol class (`--ws realtime.servers.uvicorn:WebSocketProtocol`,
+  every documented command) the socket also has a fast path, `write`: the relay hands
+  it a frame encoded once for all recipients (realtime/servers/wire.py), and the
+  protocol reports pause/resume to the endpoint as the transport calls them.
 - daphne: `send` is `partial(server.handle_reply, protocol)`; the protocol has the
   Twisted transport. Twisted never makes daphne wait: it buffers without bound. So we
   register a streaming producer on the transport (in place of the HTTP channel that
@@ -24,7 +28,7 @@ import functools
 import logging
 import socket
 import struct
-import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,7 +38,16 @@ logger = logging.getLogger(__name__)
 
 
 class ServerSocket:
-    """The server's side of one WebSocket connection."""
+    """The server's side of one WebSocket connection.
+
+    `write`: the fast path, or None. Called with one whole server frame from
+    `realtime.servers.wire.binary_frame`, it sends it without the ASGI path. Only set
+    where the frame is byte-identical to what ASGI `send` would write, and where the
+    connection reports flow control to the endpoint itself (`Endpoint.flow_paused`).
+    """
+
+    __slots__ = ()
+    write: Callable[[bytes], None] | None = None
 
     def stuck(self) -> bool:
         """The connection cannot take data now: paused by flow control, or closing and
@@ -44,6 +57,10 @@ class ServerSocket:
     def abort(self) -> bool:
         """Drop the connection at once, without the closing handshake. True if done."""
         raise NotImplementedError
+
+    def buffered(self) -> int:
+        """Bytes the server holds for the connection, not yet given to the kernel."""
+        return 0
 
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -62,10 +79,12 @@ def _reset_on_close(sock: Any) -> None:
 
 
 class UvicornSocket(ServerSocket):
-    __slots__ = ("protocol",)
+    __slots__ = ("protocol", "write")
 
-    def __init__(self, protocol: Any) -> None:
+    def __init__(self, protocol: Any, endpoint: Endpoint | None = None) -> None:
         self.protocol = protocol
+        attach = getattr(protocol, "relay_attach", None)
+        self.write = attach(endpoint) if attach is not None and endpoint is not None else None
 
     def stuck(self) -> bool:
         protocol = self.protocol
@@ -76,6 +95,12 @@ class UvicornSocket(ServerSocket):
         _reset_on_close(transport.get_extra_info("socket"))
         transport.abort()
         return True
+
+    def buffered(self) -> int:
+        buffered = getattr(self.protocol, "buffered", None)
+        if buffered is not None:
+            return buffered()
+        return self.protocol.transport.get_write_buffer_size()
 
 
 class DaphneSocket(ServerSocket):
@@ -102,15 +127,10 @@ class _Producer:
         self.endpoint = endpoint
 
     def pauseProducing(self) -> None:
-        ep = self.endpoint
-        ep.busy = True
-        if not ep.stalled_since:
-            ep.stalled_since = time.monotonic()
+        self.endpoint.flow_paused()
 
     def resumeProducing(self) -> None:
-        ep = self.endpoint
-        ep.busy = False
-        ep.stalled_since = 0.0
+        self.endpoint.flow_resumed()
 
     def stopProducing(self) -> None:
         pass
@@ -144,7 +164,7 @@ def server_socket(send: Any, endpoint: Endpoint) -> ServerSocket | None:
     if protocol is not None:
         transport = getattr(protocol, "transport", None)
         if hasattr(protocol, "writable") and hasattr(transport, "abort"):
-            return UvicornSocket(protocol)
+            return UvicornSocket(protocol, endpoint)
         return None
     if isinstance(send, functools.partial):
         return _daphne(send, endpoint)
