@@ -205,3 +205,31 @@ async def test_the_handshake_request_is_not_kept_once_the_relay_has_the_socket()
     Endpoint(room_id=1, user_id=2, send=send)
     assert protocol.request is None and protocol.response is None
     protocol.connection_lost(None)
+
+
+async def test_the_lighter_receive_queue_keeps_order_and_wakes_its_reader():
+    protocol, transport, send = await accepted_protocol()
+    inbox = protocol.queue
+    assert inbox.empty()
+    reader = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    assert not reader.done()
+    inbox.put_nowait("a")
+    inbox.put_nowait("b")
+    assert await reader == "a" and await inbox.get() == "b" and inbox.empty()
+    protocol.connection_lost(None)
+
+
+async def test_a_cancelled_send_waiting_for_the_buffer_does_not_cancel_the_others():
+    protocol, transport, send = await accepted_protocol()
+    protocol.pause_writing()
+    first = asyncio.ensure_future(send({"type": "websocket.send", "text": "1"}))
+    second = asyncio.ensure_future(send({"type": "websocket.send", "text": "2"}))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    assert first.cancelled() and not second.done() and transport.writes == []
+    protocol.resume_writing()
+    await asyncio.wait_for(second, 1)
+    assert transport.writes == [asgi_text(b"2")]
+    protocol.connection_lost(None)
