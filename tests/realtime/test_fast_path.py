@@ -21,7 +21,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from realtime.relay import Endpoint, Relay, stats
-from realtime.servers.uvicorn import WebSocketProtocol
+from realtime.servers.uvicorn import WebSocketProtocol, _Inbox
 from realtime.servers.wire import binary_frame
 
 
@@ -207,17 +207,22 @@ async def test_the_handshake_request_is_not_kept_once_the_relay_has_the_socket()
     protocol.connection_lost(None)
 
 
-async def test_the_lighter_receive_queue_keeps_order_and_wakes_its_reader():
-    protocol, transport, send = await accepted_protocol()
-    inbox = protocol.queue
+async def test_the_lighter_receive_queue_keeps_order_and_wakes_its_readers():
+    inbox = _Inbox(asyncio.get_running_loop())
     assert inbox.empty()
     reader = asyncio.ensure_future(inbox.get())
+    other = asyncio.ensure_future(inbox.get())  # a second reader is served too
     await asyncio.sleep(0)
     assert not reader.done()
     inbox.put_nowait("a")
     inbox.put_nowait("b")
-    assert await reader == "a" and await inbox.get() == "b" and inbox.empty()
-    protocol.connection_lost(None)
+    assert {await reader, await other} == {"a", "b"} and inbox.empty()
+    reader = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    reader.cancel()  # a cancelled reader leaves the queue usable
+    await asyncio.sleep(0)
+    inbox.put_nowait("c")
+    assert await asyncio.wait_for(inbox.get(), 1) == "c"
 
 
 async def test_a_cancelled_send_waiting_for_the_buffer_does_not_cancel_the_others():
