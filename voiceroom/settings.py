@@ -183,7 +183,7 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "voiceroom.cache.SharedRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": VOICEROOM_REDIS_PREFIX,
         }
