@@ -16,7 +16,7 @@ we run expose that through the object behind `send`:
   register a streaming producer on the transport (in place of the HTTP channel that
   served the upgrade), which Twisted pauses when its buffer passes its high-water mark
   (64 KiB) and resumes when it drains: that marks the relay's endpoint busy, exactly as
-  a suspended uvicorn send does.
+  a suspended uvicorn send does. Voice takes a fast path here too (`_daphne_writer`).
 
 Anything else (Channels' test communicator) gets no ServerSocket; the relay then knows
 only what it sees itself (a send that suspends) and cannot abort.
@@ -104,10 +104,11 @@ class UvicornSocket(ServerSocket):
 
 
 class DaphneSocket(ServerSocket):
-    __slots__ = ("transport",)
+    __slots__ = ("transport", "write")
 
-    def __init__(self, transport: Any) -> None:
+    def __init__(self, transport: Any, protocol: Any = None) -> None:
         self.transport = transport
+        self.write = _daphne_writer(protocol, transport) if protocol is not None else None
 
     def stuck(self) -> bool:
         # `disconnecting`: loseConnection() was called and Twisted waits for the buffer.
@@ -118,6 +119,31 @@ class DaphneSocket(ServerSocket):
         _reset_on_close(handle() if handle is not None else None)
         self.transport.abortConnection()
         return True
+
+
+def _daphne_writer(protocol: Any, transport: Any) -> Callable[[bytes], None] | None:
+    """daphne's fast path: the encoded frame straight to the Twisted transport.
+
+    What autobahn's `sendMessage` would write for an uncompressed, unfragmented message
+    (the same bytes: tests/rooms/test_live_fast_path.py), without its per-send work
+    (framing, traffic statistics, a debug line whose arguments are formatted even with
+    logging off) and without daphne's reply coroutine. Twisted buffers the write and
+    sends each connection's buffer once per reactor turn; its producer (below) reports
+    flow control. Only while the connection is open; never with an extension
+    (per-message deflate) in use.
+    """
+    if getattr(protocol, "websocket_extensions_in_use", None) or not hasattr(protocol, "state"):
+        return None
+    is_open = protocol.STATE_OPEN
+
+    def write(frame: bytes) -> None:
+        if protocol.state == is_open:
+            if protocol.send_queue:  # autobahn's own queue (never used by daphne): keep order
+                protocol.sendData(frame)
+            else:
+                transport.write(frame)
+
+    return write
 
 
 class _Producer:
@@ -155,7 +181,7 @@ def _daphne(send: Any, endpoint: Endpoint) -> ServerSocket | None:
         transport.registerProducer(producer, True)
     except Exception:  # no flow signal then; the socket still works
         logger.warning("cannot watch a daphne socket's write buffer", exc_info=True)
-    return DaphneSocket(transport)
+    return DaphneSocket(transport, protocol)
 
 
 def server_socket(send: Any, endpoint: Endpoint) -> ServerSocket | None:

@@ -4,7 +4,7 @@
   frame once and writes it to every recipient's transport (the fast path);
 - `uvicorn-asgi`: the same node with uvicorn's own websockets-sansio protocol, so the
   relay uses each socket's ASGI `send` (the path before issue 17);
-- `daphne`: the ASGI path (autobahn frames).
+- `daphne`: the fast path to the Twisted transport (realtime/servers/sockets.py).
 
 A listener that does the handshake by hand on a raw TCP socket reads the bytes the node
 wrote; every binary frame must be exactly what websockets' server side writes for
@@ -127,6 +127,6 @@ async def test_voice_frames_are_byte_identical_on_every_server_path(any_node):
         assert frame == expected_frame(data), (node.path, len(payload))
 
     direct = metric(node, "voiceroom_voice_deliveries_direct") - direct_before
-    assert direct == (len(payloads) if node.path == "uvicorn" else 0), node.path
+    assert direct == (0 if node.path == "uvicorn-asgi" else len(payloads)), node.path
     listener.sock.close()
     await speaker.ws.close()

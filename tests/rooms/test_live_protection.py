@@ -134,9 +134,8 @@ async def test_a_listener_that_stops_reading_is_closed_and_costs_the_room_nothin
     stalled.ws.transport.resume_reading()
     await asyncio.wait_for(stalled.ws.wait_closed(), 5)
     assert metric(node, "voiceroom_voice_dropped_backlog") - dropped_before > 0
-    # uvicorn carried the voice on the relay's fast path (our protocol), daphne on ASGI.
-    direct = metric(node, "voiceroom_voice_deliveries_direct") - direct_before
-    assert (direct > 0) is (node.kind == "uvicorn"), direct
+    # The voice went through the relay's fast path (both servers have one).
+    assert metric(node, "voiceroom_voice_deliveries_direct") - direct_before > 0
     # The reading listener got every frame of all three speakers.
     assert len(received) == 3 * sent, (len(received), 3 * sent)
     # Memory: bounded by the socket buffers, not by how long the stall lasts.
