@@ -244,7 +244,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             endpoint.flow_paused()
         # uvicorn keeps the handshake's request and response for good; both were used
         # up when the socket was accepted (the scope holds the headers).
-        self.request = self.response = None
+        if self.handshake_complete:
+            self.request = self.response = None
         if self.conn.extensions:
             return None
         return self.write_frame
