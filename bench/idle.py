@@ -43,7 +43,7 @@ from bench.config import LoadConfig
 from bench.orchestration import Node, connect_members, run_in_uvloop, setup_voiceroom, teardown
 from bench.probes import scrape_metrics, servers_rss
 from bench.report import cpu_model, fmt, md_table, write_json
-from bench.run import LOADGEN_CORE, RESULTS, ROOT, Runner, machine_lock
+from bench.run import LOADGEN_CORE, RESULTS, ROOT, Runner, machine_lock, server_list
 from bench.wsclient import OPEN
 
 KIB = 1024.0
@@ -260,8 +260,10 @@ def table(rows: list[dict]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.idle", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--server", choices=["uvicorn", "daphne", "both", "none"], default="both",
-                   help="voiceroom server(s) to measure after the bare relay")  # fmt: skip
+    p.add_argument("--server", type=server_list, default="both",
+                   help="voiceroom server(s) to measure after the bare relay (as in "
+                   "bench.run: uvicorn, uvicorn-asgi, daphne, both, all, none, "
+                   "a comma list)")  # fmt: skip
     p.add_argument("--no-bare", action="store_true", help="skip the bare relay (the floor)")
     p.add_argument("--sockets", type=int, default=1000)
     p.add_argument("--rooms", type=int, default=50, help="the sockets are spread over these")
@@ -289,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
-    servers = {"both": ["uvicorn", "daphne"], "none": []}.get(args.server, [args.server])
+    servers = list(args.server)
     args.nodes = 1  # Runner's option; one node here
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {int(LOADGEN_CORE)})  # servers get core 0 through taskset

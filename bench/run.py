@@ -167,6 +167,31 @@ def tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
+# `uvicorn` is the documented command (our WebSocket protocol, the relay's fast path);
+# `uvicorn-asgi` is the same with uvicorn's own protocol (the relay's ASGI path, as
+# before issue 17), to compare the two in one run.
+UVICORN_WS = {
+    "uvicorn": "realtime.servers.uvicorn:WebSocketProtocol",
+    "uvicorn-asgi": "websockets-sansio",
+}
+SERVER_CHOICES = {
+    "both": ["uvicorn", "daphne"],
+    "none": [],
+    "all": ["uvicorn", "uvicorn-asgi", "daphne"],
+}
+
+
+def server_list(value: str) -> list[str]:
+    """`--server`: uvicorn, uvicorn-asgi, daphne, both, all, none, or a comma list."""
+    if value in SERVER_CHOICES:
+        return SERVER_CHOICES[value]
+    names = value.split(",")
+    for name in names:
+        if name not in (*UVICORN_WS, "daphne"):
+            raise argparse.ArgumentTypeError(f"unknown server {name!r}")
+    return names
+
+
 class Runner:
     def __init__(self, args: argparse.Namespace, params: dict) -> None:
         self.args = args
@@ -307,12 +332,12 @@ class Runner:
             return self.loadgen("bare", [url], [proc.pid], "bare", rooms)
 
     def server_argv(self, server: str, port: int) -> list[str]:
-        if server == "uvicorn":
+        if server in UVICORN_WS:
             return [
                 venv_bin("uvicorn"), "voiceroom.asgi:application", "--host", "127.0.0.1",
                 "--port", str(port), "--loop", "uvloop",
                 "--http", "realtime.servers.uvicorn:HttpToolsProtocol",
-                "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
+                "--ws", UVICORN_WS[server], "--ws-per-message-deflate", "false",
                 "--ws-ping-interval", "20", "--ws-ping-timeout", "20",
                 "--lifespan", "off", "--ws-max-size", str(MAX_MESSAGE_BYTES),
                 "--no-access-log", "--log-level", "warning",
@@ -491,8 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
     for key in PARAM_KEYS:
         name = key.replace("_", "-")
         p.add_argument(f"--{name}", type=float if key in FLOAT_KEYS else int)
-    p.add_argument("--server", choices=["uvicorn", "daphne", "both", "none"], default="uvicorn",
-                   help="voiceroom server(s) to measure after the bare relay")  # fmt: skip
+    p.add_argument("--server", type=server_list, default="uvicorn",
+                   help="voiceroom server(s) to measure after the bare relay: uvicorn, "
+                   "uvicorn-asgi (uvicorn's own WebSocket protocol), daphne, both, all, "
+                   "none, or a comma list")  # fmt: skip
     p.add_argument("--nodes", type=int, default=1, help="voiceroom nodes (all on core 0)")
     p.add_argument("--redis", default="redis://127.0.0.1:6379/13")
     p.add_argument("--no-redis", action="store_true", help="embedded in-process layer")
@@ -521,7 +548,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         value = getattr(args, key)
         if value is not None:
             params[key] = value
-    servers = {"both": ["uvicorn", "daphne"], "none": []}.get(args.server, [args.server])
+    servers = list(args.server)
     if args.scenario == "soak" and servers:
         args.no_bare = True  # a soak of the bare relay only with --server none
     if (os.cpu_count() or 1) < 2:

@@ -20,6 +20,8 @@ _COUNTERS = {
     "frames_in": "Voice frames received from clients",
     "frames_relayed": "Voice frames accepted for relay (sequence numbers issued)",
     "deliveries": "Voice frames handed to local sockets",
+    "deliveries_direct": "Of those, handed to the server's fast path (the frame encoded once"
+    " for all its recipients) instead of the ASGI send",
     "dropped_backlog": "Voice frames dropped because the listener's socket was backed up",
     "dropped_rate": "Voice frames dropped by the per-socket rate limit",
     "dropped_muted": "Voice frames dropped because the sender may not speak",

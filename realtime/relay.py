@@ -2,12 +2,18 @@
 
 Design (measured in docs/benchmarks.md; facts from the relay probe):
 - One `Relay` per process holds room -> {user_id: Endpoint} for the sockets on this node.
-- A frame is written to every other local socket straight away through that socket's
-  ASGI `send`: no channel layer, no consumer dispatch, no thread hop, no JSON, no
-  database. The 9-byte header and the ASGI message are built once per frame.
+- A frame is written to every other local socket straight away: no channel layer, no
+  consumer dispatch, no thread hop, no JSON, no database. The 9-byte header is built
+  once per frame, and so is the rest: under our uvicorn protocol class the whole
+  WebSocket frame is encoded once and handed to each socket's fast path
+  (`ServerSocket.write`, realtime/servers/), which writes each socket's frames of one
+  loop turn at once; any other socket (daphne, Channels' test communicator) gets one
+  ASGI message, built once, through its `send`.
 - A socket whose transport is paused by flow control (its reader stopped) is skipped,
   never awaited: its frames are dropped and counted, so one stalled listener cannot
-  hold up its room. The send that found it paused finishes in a task of its own. So a
+  hold up its room. The server reports the pause and the resume to the endpoint where
+  it can (`flow_paused`/`flow_resumed`: our uvicorn protocol, daphne's producer);
+  otherwise an ASGI send that suspends marks it, and finishes in a task of its own. So a
   listener's backlog is bounded by the server's write buffer (its high-water mark) plus
   the kernel's socket buffer, and voice is what gets dropped; events wait their turn.
 - A socket that stays backed up (or stuck closing) for VOICEROOM_STALLED_SOCKET_CLOSE_S
@@ -27,7 +33,7 @@ import asyncio
 import bisect
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from realtime.limits import (
@@ -43,6 +49,7 @@ from realtime.limits import (
     Bucket,
 )
 from realtime.servers import ServerSocket, server_socket
+from realtime.servers.wire import binary_frame
 from rooms.contract import CloseCode
 
 if TYPE_CHECKING:
@@ -64,6 +71,7 @@ class Stats:
         "bus_received",
         "closed_stalled",
         "deliveries",
+        "deliveries_direct",
         "dropped_backlog",
         "dropped_muted",
         "dropped_overload",
@@ -80,6 +88,7 @@ class Stats:
     bus_received: int
     closed_stalled: int
     deliveries: int
+    deliveries_direct: int
     dropped_backlog: int
     dropped_muted: int
     dropped_overload: int
@@ -146,6 +155,7 @@ class Endpoint:
         "target",
         "user_id",
         "voice_bucket",
+        "write",
     )
 
     def __init__(
@@ -177,6 +187,18 @@ class Endpoint:
         self.stalled_since = 0.0
         self.stall_close_sent = False
         self.server: ServerSocket | None = server_socket(send, self)
+        # The fast path: one encoded frame, written without the ASGI send (or None).
+        self.write = self.server.write if self.server is not None else None
+
+    def flow_paused(self) -> None:
+        """The server's write buffer passed its high-water mark: voice is dropped."""
+        self.busy = True
+        if not self.stalled_since:
+            self.stalled_since = time.monotonic()
+
+    def flow_resumed(self) -> None:
+        self.busy = False
+        self.stalled_since = 0.0
 
     def offer(self, message: dict[str, Any]) -> None:
         """Write now if the socket can take it; drop (and count) if it is backed up."""
@@ -304,10 +326,12 @@ class Relay:
                     ep.stall_close_sent = True
                     stats.closed_stalled += 1
                     logger.warning(
-                        "user %s in room %s took no data for %.1f s: closing with %d",
+                        "user %s in room %s took no data for %.1f s (%d bytes waiting):"
+                        " closing with %d",
                         ep.user_id,
                         ep.room_id,
                         stalled,
+                        ep.server.buffered() if ep.server is not None else -1,
                         CloseCode.TOO_SLOW,
                     )
                     task = asyncio.ensure_future(ep.close_stalled(CloseCode.TOO_SLOW))
@@ -430,12 +454,9 @@ class Relay:
         target = ep.target
         if target is None:
             data = HEADER.pack(VOICE_ROOM, ep.user_id, seq) + payload
-            message = {"type": "websocket.send", "bytes": data}
-            if room is not None:
+            if room is not None and len(room) > 1:
                 stats.deliveries += len(room) - 1
-                for other in room.values():
-                    if other is not ep:
-                        other.offer(message)
+                _fan_out(room.values(), ep, data)
             if self.bus is not None:
                 self.bus.publish(ep.room_id, 0, data)
         else:
@@ -443,7 +464,7 @@ class Relay:
             other = room.get(target) if room is not None else None
             if other is not None:
                 stats.deliveries += 1
-                other.offer({"type": "websocket.send", "bytes": data})
+                _fan_out((other,), None, data)
             elif self.bus is not None:
                 self.bus.publish(ep.room_id, target, data)
         return None
@@ -453,15 +474,43 @@ class Relay:
         room = self.rooms.get(room_id)
         if room is None:
             return
-        message = {"type": "websocket.send", "bytes": data}
         if target:
             ep = room.get(target)
             if ep is not None:
                 stats.deliveries += 1
-                ep.offer(message)
+                _fan_out((ep,), None, data)
             return
-        sender = int.from_bytes(data[1:5], "big")
-        for user_id, ep in room.items():
-            if user_id != sender:
-                stats.deliveries += 1
-                ep.offer(message)
+        sender = room.get(int.from_bytes(data[1:5], "big"))
+        count = len(room) - (sender is not None)
+        if count > 0:
+            stats.deliveries += count
+            _fan_out(room.values(), sender, data)
+
+
+def _fan_out(endpoints: Iterable[Endpoint], skip: Endpoint | None, data: bytes) -> None:
+    """Give `data` (header and payload) to every endpoint but `skip`.
+
+    The WebSocket frame and the ASGI message are each built once, when first needed. A
+    backed-up socket is skipped and its drop counted, whichever path it has.
+    """
+    frame = message = None
+    direct = 0
+    for ep in endpoints:
+        if ep is skip:
+            continue
+        if ep.busy:
+            ep.dropped += 1
+            stats.dropped_backlog += 1
+            continue
+        write = ep.write
+        if write is not None:
+            if frame is None:
+                frame = binary_frame(data)
+            write(frame)
+            direct += 1
+        else:
+            if message is None:
+                message = {"type": "websocket.send", "bytes": data}
+            ep.offer(message)
+    if direct:
+        stats.deliveries_direct += direct

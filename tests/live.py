@@ -58,7 +58,7 @@ def server_command(kind: str, port: int) -> list[str]:
             "--http",
             "realtime.servers.uvicorn:HttpToolsProtocol",
             "--ws",
-            "websockets-sansio",
+            "realtime.servers.uvicorn:WebSocketProtocol",
             "--ws-per-message-deflate",
             "false",
             "--ws-ping-interval",

@@ -197,7 +197,14 @@ if REDIS is not None:
             },
         }
     }
-    CACHES = {"default": REDIS.cache_settings(VOICEROOM_REDIS_PREFIX)}
+    # Django's RedisCache (through Sentinel when configured), one client per process
+    # (voiceroom/cache.py says why).
+    CACHES = {
+        "default": {
+            **REDIS.cache_settings(VOICEROOM_REDIS_PREFIX),
+            "BACKEND": "voiceroom.cache.SharedRedisCache",
+        }
+    }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

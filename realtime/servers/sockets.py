@@ -7,12 +7,16 @@ we run expose that through the object behind `send`:
 
 - uvicorn: `send` is a bound method of its WebSocket protocol, which has the asyncio
   transport and the `writable` event it clears while flow control pauses writing.
+  Under our own protocol class (`--ws realtime.servers.uvicorn:WebSocketProtocol`,
+  every documented command) the socket also has a fast path, `write`: the relay hands
+  it a frame encoded once for all recipients (realtime/servers/wire.py), and the
+  protocol reports pause/resume to the endpoint as the transport calls them.
 - daphne: `send` is `partial(server.handle_reply, protocol)`; the protocol has the
   Twisted transport. Twisted never makes daphne wait: it buffers without bound. So we
   register a streaming producer on the transport (in place of the HTTP channel that
   served the upgrade), which Twisted pauses when its buffer passes its high-water mark
   (64 KiB) and resumes when it drains: that marks the relay's endpoint busy, exactly as
-  a suspended uvicorn send does.
+  a suspended uvicorn send does. Voice takes a fast path here too (`_daphne_writer`).
 
 Anything else (Channels' test communicator) gets no ServerSocket; the relay then knows
 only what it sees itself (a send that suspends) and cannot abort.
@@ -24,7 +28,7 @@ import functools
 import logging
 import socket
 import struct
-import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,7 +38,16 @@ logger = logging.getLogger(__name__)
 
 
 class ServerSocket:
-    """The server's side of one WebSocket connection."""
+    """The server's side of one WebSocket connection.
+
+    `write`: the fast path, or None. Called with one whole server frame from
+    `realtime.servers.wire.binary_frame`, it sends it without the ASGI path. Only set
+    where the frame is byte-identical to what ASGI `send` would write, and where the
+    connection reports flow control to the endpoint itself (`Endpoint.flow_paused`).
+    """
+
+    __slots__ = ()
+    write: Callable[[bytes], None] | None = None
 
     def stuck(self) -> bool:
         """The connection cannot take data now: paused by flow control, or closing and
@@ -44,6 +57,10 @@ class ServerSocket:
     def abort(self) -> bool:
         """Drop the connection at once, without the closing handshake. True if done."""
         raise NotImplementedError
+
+    def buffered(self) -> int:
+        """Bytes the server holds for the connection, not yet given to the kernel."""
+        return 0
 
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -62,10 +79,12 @@ def _reset_on_close(sock: Any) -> None:
 
 
 class UvicornSocket(ServerSocket):
-    __slots__ = ("protocol",)
+    __slots__ = ("protocol", "write")
 
-    def __init__(self, protocol: Any) -> None:
+    def __init__(self, protocol: Any, endpoint: Endpoint | None = None) -> None:
         self.protocol = protocol
+        attach = getattr(protocol, "relay_attach", None)
+        self.write = attach(endpoint) if attach is not None and endpoint is not None else None
 
     def stuck(self) -> bool:
         protocol = self.protocol
@@ -77,12 +96,19 @@ class UvicornSocket(ServerSocket):
         transport.abort()
         return True
 
+    def buffered(self) -> int:
+        buffered = getattr(self.protocol, "buffered", None)
+        if buffered is not None:
+            return buffered()
+        return self.protocol.transport.get_write_buffer_size()
+
 
 class DaphneSocket(ServerSocket):
-    __slots__ = ("transport",)
+    __slots__ = ("transport", "write")
 
-    def __init__(self, transport: Any) -> None:
+    def __init__(self, transport: Any, protocol: Any = None) -> None:
         self.transport = transport
+        self.write = _daphne_writer(protocol, transport) if protocol is not None else None
 
     def stuck(self) -> bool:
         # `disconnecting`: loseConnection() was called and Twisted waits for the buffer.
@@ -95,6 +121,31 @@ class DaphneSocket(ServerSocket):
         return True
 
 
+def _daphne_writer(protocol: Any, transport: Any) -> Callable[[bytes], None] | None:
+    """daphne's fast path: the encoded frame straight to the Twisted transport.
+
+    What autobahn's `sendMessage` would write for an uncompressed, unfragmented message
+    (the same bytes: tests/rooms/test_live_fast_path.py), without its per-send work
+    (framing, traffic statistics, a debug line whose arguments are formatted even with
+    logging off) and without daphne's reply coroutine. Twisted buffers the write and
+    sends each connection's buffer once per reactor turn; its producer (below) reports
+    flow control. Only while the connection is open; never with an extension
+    (per-message deflate) in use.
+    """
+    if getattr(protocol, "websocket_extensions_in_use", None) or not hasattr(protocol, "state"):
+        return None
+    is_open = protocol.STATE_OPEN
+
+    def write(frame: bytes) -> None:
+        if protocol.state == is_open:
+            if protocol.send_queue:  # autobahn's own queue (never used by daphne): keep order
+                protocol.sendData(frame)
+            else:
+                transport.write(frame)
+
+    return write
+
+
 class _Producer:
     """A Twisted IPushProducer that only reports flow control to the relay's endpoint."""
 
@@ -102,15 +153,10 @@ class _Producer:
         self.endpoint = endpoint
 
     def pauseProducing(self) -> None:
-        ep = self.endpoint
-        ep.busy = True
-        if not ep.stalled_since:
-            ep.stalled_since = time.monotonic()
+        self.endpoint.flow_paused()
 
     def resumeProducing(self) -> None:
-        ep = self.endpoint
-        ep.busy = False
-        ep.stalled_since = 0.0
+        self.endpoint.flow_resumed()
 
     def stopProducing(self) -> None:
         pass
@@ -135,7 +181,7 @@ def _daphne(send: Any, endpoint: Endpoint) -> ServerSocket | None:
         transport.registerProducer(producer, True)
     except Exception:  # no flow signal then; the socket still works
         logger.warning("cannot watch a daphne socket's write buffer", exc_info=True)
-    return DaphneSocket(transport)
+    return DaphneSocket(transport, protocol)
 
 
 def server_socket(send: Any, endpoint: Endpoint) -> ServerSocket | None:
@@ -144,7 +190,7 @@ def server_socket(send: Any, endpoint: Endpoint) -> ServerSocket | None:
     if protocol is not None:
         transport = getattr(protocol, "transport", None)
         if hasattr(protocol, "writable") and hasattr(transport, "abort"):
-            return UvicornSocket(protocol)
+            return UvicornSocket(protocol, endpoint)
         return None
     if isinstance(send, functools.partial):
         return _daphne(send, endpoint)

@@ -1,4 +1,8 @@
-"""uvicorn's httptools HTTP protocol with a deadline for request headers.
+"""uvicorn's protocols of our own: HTTP with a deadline for request headers, and
+WebSocket with a fast path for the relay.
+
+HTTP (`--http realtime.servers.uvicorn:HttpToolsProtocol`): uvicorn's httptools protocol,
+with a deadline for request headers:
 
 uvicorn starts no timer when a connection opens: a client that connects and sends
 nothing, or sends its headers a byte at a time (slowloris), holds a socket and its
@@ -7,7 +11,12 @@ such a connection when a request's headers are not complete VOICEROOM_HANDSHAKE_
 after the connection opened (or after the request's first byte, for later requests on a
 kept-alive connection; uvicorn's own keep-alive timeout covers the idle time between).
 
-Run uvicorn with `--http realtime.servers.uvicorn:HttpToolsProtocol` (docker/Dockerfile does).
+WebSocket (`--ws realtime.servers.uvicorn:WebSocketProtocol`): uvicorn's websockets-sansio
+protocol (the ASGI side unchanged), plus what the relay needs to send voice for less than
+the ASGI `send` costs; see `WebSocketProtocol` below and docs/benchmarks.md.
+
+Every documented uvicorn command (README, docs/, docker/, bench/, tests/live.py) passes
+both; tests/voiceroom/test_server_commands.py checks it.
 
 Importing this module also quiets one uvicorn log line a client can trigger at will: a
 text frame that is not UTF-8 is answered correctly (close 1007) but logged as an ERROR
@@ -18,8 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+if TYPE_CHECKING:
+    from realtime.relay import Endpoint
 
 _timeout_s: float | None = None
 
@@ -81,4 +96,206 @@ class HttpToolsProtocol(_HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        super().connection_lost(exc)
+
+
+# -- WebSocket ---------------------------------------------------------------------------
+
+
+class _Coalescer:
+    """Writes what the relay gave each socket during one event-loop turn as one write.
+
+    A listener in a room with two speakers often gets both frames in the same turn (the
+    speakers' frames arrive together); one `transport.write` of the two is one system
+    call instead of two. One callback per turn for the whole process, not per socket.
+    """
+
+    __slots__ = ("loop", "pending")
+
+    def __init__(self) -> None:
+        self.pending: list[WebSocketProtocol] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, protocol: WebSocketProtocol) -> None:
+        pending = self.pending
+        if not pending or self.loop is not protocol.loop:
+            if pending:  # left over by a loop that stopped (tests): never flushed there
+                pending.clear()
+            self.loop = protocol.loop
+            protocol.loop.call_soon(self.flush)
+        pending.append(protocol)
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for protocol in pending:
+            protocol.flush_frames()
+
+
+_coalescer = _Coalescer()
+
+
+class _Inbox:
+    """What uvicorn's protocol needs of its asyncio.Queue (`put_nowait`, `get`, `empty`),
+    without a Queue's four deques and its Event: about 3 KiB less per idle socket.
+
+    One ASGI application reads a socket at a time; a second concurrent `get` is still
+    served (both wait on one future), as the ASGI spec does not forbid it.
+    """
+
+    __slots__ = ("_items", "_loop", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._items: list[Any] = []
+        self._loop = loop
+        self._waiter: asyncio.Future | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Any:
+        items = self._items
+        while not items:
+            waiter = self._waiter
+            if waiter is None or waiter.done():
+                waiter = self._waiter = self._loop.create_future()
+            await waiter
+        return items.pop(0)
+
+
+class _Flag:
+    """What uvicorn's protocol needs of its `writable` asyncio.Event, with no deque until
+    something waits. Each waiter has its own future, as with an Event, so a cancelled
+    send does not cancel the others."""
+
+    __slots__ = ("_loop", "_set", "_waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._set = True
+        self._waiters: list[asyncio.Future] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(True)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = self._loop.create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, with a fast path for relayed voice.
+
+    Everything the application does still goes through ASGI `send` and `receive`,
+    unchanged. The relay's voice frames do not: a frame is the same bytes for every
+    recipient (servers do not mask; compression is off), so the relay encodes it once
+    (realtime/servers/wire.py) and hands it to `write_frame` of each recipient, which
+    queues it; at the end of the loop turn each socket's queued frames leave in one
+    `transport.write`. No coroutine, no ASGI message, no framing per recipient.
+
+    Flow control is reported to the relay's endpoint as it happens: the transport calls
+    `pause_writing` when its buffer passes the high-water mark (the endpoint is then
+    backed up: its voice is dropped and counted, and the stall watch runs) and
+    `resume_writing` when it drains. A socket that negotiated per-message deflate gets no
+    fast path (its frames differ per socket) and keeps the ASGI path.
+    """
+
+    endpoint: Endpoint | None = None
+    _frames: list[bytes] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Lighter stand-ins for the receive queue and the flow-control event (same
+        # methods, the only ones uvicorn calls), for the memory of idle sockets.
+        self.queue = _Inbox(self.loop)  # type: ignore[assignment]
+        self.writable = _Flag(self.loop)  # type: ignore[assignment]
+
+    def relay_attach(self, endpoint: Endpoint) -> Callable[[bytes], None] | None:
+        """The relay registered this socket: report flow control to `endpoint`, and give
+        it the fast path (None: use ASGI `send`)."""
+        self.endpoint = endpoint
+        if not self.writable.is_set():
+            endpoint.flow_paused()
+        # uvicorn keeps the handshake's request and response for good; both were used
+        # up when the socket was accepted (the scope holds the headers).
+        if self.handshake_complete:
+            # (uvicorn types both as always set; nothing reads them after the handshake)
+            self.request = self.response = None  # type: ignore[assignment]
+        if self.conn.extensions:
+            return None
+        return self.write_frame
+
+    def write_frame(self, frame: bytes) -> None:
+        """Queue one encoded server frame; it leaves at the end of this loop turn."""
+        frames = self._frames
+        if frames is not None:
+            frames.append(frame)
+        elif not self.close_sent:
+            self._frames = [frame]
+            _coalescer.add(self)
+
+    def flush_frames(self) -> None:
+        frames = self._frames
+        if frames is None:
+            return
+        self._frames = None
+        transport = self.transport
+        if self.close_sent or transport.is_closing():
+            return
+        transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def buffered(self) -> int:
+        """Bytes accepted but not yet handed to the kernel."""
+        frames = self._frames
+        queued = sum(map(len, frames)) if frames else 0
+        return queued + self.transport.get_write_buffer_size()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.endpoint is not None:
+            self.endpoint.flow_paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.endpoint is not None:
+            self.endpoint.flow_resumed()
+
+    async def send(self, message: Any) -> None:
+        # Relayed frames queued this turn go first, so nothing overtakes them.
+        if self._frames is not None:
+            self.flush_frames()
+        await super().send(message)
+
+    def shutdown(self) -> None:
+        self.flush_frames()
+        super().shutdown()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._frames = None
         super().connection_lost(exc)

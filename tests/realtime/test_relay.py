@@ -6,6 +6,7 @@ import asyncio
 
 from realtime.bus import VoiceBus
 from realtime.relay import Endpoint, Relay, stats
+from realtime.servers import ServerSocket
 from rooms.ws.frames import HEADER
 
 
@@ -174,7 +175,7 @@ async def test_a_send_still_blocked_when_its_finisher_runs_completes_and_counts_
 # -- hopeless sockets ----------------------------------------------------------------
 
 
-class FakeServerSocket:
+class FakeServerSocket(ServerSocket):
     def __init__(self) -> None:
         self.closing = False
         self.aborted = 0

@@ -108,3 +108,39 @@ async def test_an_unknown_server_gets_none():
         pass
 
     assert Endpoint(room_id=1, user_id=1, send=send).server is None
+
+
+class FakeAutobahnProtocol(FakeDaphneProtocol):
+    STATE_OPEN = 3
+
+    def __init__(self, extensions=()) -> None:
+        super().__init__()
+        self.state = self.STATE_OPEN
+        self.send_queue: list = []
+        self.websocket_extensions_in_use = list(extensions)
+        self.written: list[bytes] = []
+        self.transport.write = self.written.append
+
+    def sendData(self, data: bytes) -> None:
+        self.send_queue.append(data)
+
+
+async def test_daphne_fast_path_writes_to_the_transport_only_while_open_and_in_order():
+    protocol = FakeAutobahnProtocol()
+    ep = Endpoint(room_id=1, user_id=1, send=functools.partial(_handle_reply, protocol))
+    assert ep.write is not None
+    ep.write(b"frame-1")
+    assert protocol.written == [b"frame-1"]
+    protocol.send_queue.append(b"queued by autobahn")
+    ep.write(b"frame-2")  # behind autobahn's own queue, not ahead of it
+    assert protocol.written == [b"frame-1"] and protocol.send_queue[-1] == b"frame-2"
+    protocol.send_queue.clear()
+    protocol.state = 4  # closing
+    ep.write(b"frame-3")
+    assert protocol.written == [b"frame-1"] and not protocol.send_queue
+
+
+async def test_daphne_with_an_extension_in_use_keeps_the_asgi_path():
+    protocol = FakeAutobahnProtocol(extensions=["permessage-deflate"])
+    ep = Endpoint(room_id=1, user_id=1, send=functools.partial(_handle_reply, protocol))
+    assert isinstance(ep.server, DaphneSocket) and ep.write is None

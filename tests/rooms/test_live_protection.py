@@ -82,6 +82,7 @@ async def test_a_listener_that_stops_reading_is_closed_and_costs_the_room_nothin
     closed_before = metric(node, "voiceroom_sockets_closed_stalled")
     aborted_before = metric(node, "voiceroom_sockets_aborted_stalled")
     dropped_before = metric(node, "voiceroom_voice_dropped_backlog")
+    direct_before = metric(node, "voiceroom_voice_deliveries_direct")
 
     received = []
 
@@ -133,6 +134,8 @@ async def test_a_listener_that_stops_reading_is_closed_and_costs_the_room_nothin
     stalled.ws.transport.resume_reading()
     await asyncio.wait_for(stalled.ws.wait_closed(), 5)
     assert metric(node, "voiceroom_voice_dropped_backlog") - dropped_before > 0
+    # The voice went through the relay's fast path (both servers have one).
+    assert metric(node, "voiceroom_voice_deliveries_direct") - direct_before > 0
     # The reading listener got every frame of all three speakers.
     assert len(received) == 3 * sent, (len(received), 3 * sent)
     # Memory: bounded by the socket buffers, not by how long the stall lasts.

@@ -111,6 +111,24 @@ def test_every_uvicorn_command_sets_the_message_limit(where, argv):
     assert _option(argv, "--ws-max-size") == str(MAX_MESSAGE_BYTES), where
 
 
+@pytest.mark.parametrize("where, argv", _params(_uvicorn_commands()))
+def test_every_uvicorn_command_runs_our_protocols(where, argv):
+    """Our WebSocket protocol carries the relay's fast path (issue 17); our HTTP one the
+    request-header deadline (realtime/servers/uvicorn.py)."""
+    assert _option(argv, "--ws") == "realtime.servers.uvicorn:WebSocketProtocol", where
+    assert _option(argv, "--http") == "realtime.servers.uvicorn:HttpToolsProtocol", where
+    assert _option(argv, "--ws-per-message-deflate") == "false", where
+
+
+def test_the_protocol_paths_resolve_as_uvicorn_loads_them():
+    from uvicorn.importer import import_from_string
+
+    from realtime.servers.uvicorn import HttpToolsProtocol, WebSocketProtocol
+
+    assert import_from_string("realtime.servers.uvicorn:WebSocketProtocol") is WebSocketProtocol
+    assert import_from_string("realtime.servers.uvicorn:HttpToolsProtocol") is HttpToolsProtocol
+
+
 @pytest.mark.parametrize("where, argv", _params(_daphne_commands()))
 def test_every_daphne_command_serves_the_application_that_sets_the_limit(where, argv):
     assert argv[-1] == APP, where

@@ -131,7 +131,7 @@ def test_redis_url_selects_channels_redis():
     layer = found["layers"]["default"]
     assert layer["BACKEND"].startswith("channels_redis.")
     assert layer["CONFIG"]["hosts"] == [{"address": "redis://127.0.0.1:6379/3"}]
-    assert found["caches"]["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert found["caches"]["default"]["BACKEND"] == "voiceroom.cache.SharedRedisCache"
 
 
 def test_sentinel_settings_point_every_redis_user_at_the_master():
