@@ -199,6 +199,8 @@ class Relay:
     def __init__(self) -> None:
         self.rooms: dict[int, dict[int, Endpoint]] = {}
         self.bus: VoiceBus | None = None
+        # Sees each relayed frame once (evidence, recording: realtime/tap.py).
+        self.tap: Callable[[int, int, bytes, float, int | None], None] | None = None
         self.overloaded = False
         self._lag_task: asyncio.Task | None = None
         self._lag_loop: asyncio.AbstractEventLoop | None = None
@@ -380,6 +382,8 @@ class Relay:
         stats.frames_relayed += 1
         room = self.rooms.get(ep.room_id)
         target = ep.target
+        if self.tap is not None:
+            self.tap(ep.room_id, ep.user_id, payload, now, target)
         if target is None:
             data = HEADER.pack(VOICE_ROOM, ep.user_id, seq) + payload
             message = {"type": "websocket.send", "bytes": data}

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from realtime.bus import VoiceBus
 from realtime.presence import NODE_ID, LocalStore, RedisStore, Store
 from realtime.relay import Relay
+from realtime.tap import FrameTap
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class Runtime:
         if redis_url:
             self.bus = VoiceBus(self.relay, url=redis_url, prefix=redis_prefix, node_id=node_id)
         self.relay.bus = self.bus
+        self.tap = FrameTap()  # evidence rings and recorders (realtime/tap.py)
+        self.relay.tap = self.tap
         self.shed_after_lag_s = shed_after_lag_s
         self.stalled_close_s = stalled_close_s
         self.speak_recheck_s = speak_recheck_s
@@ -102,6 +105,7 @@ class Runtime:
         if self.bus is not None:
             self.bus.start()
         tasks = [loop.create_task(job(self), name=f"runtime:{name}") for name, job in _jobs.items()]
+        tasks.append(loop.create_task(self._sweep_evidence(), name="runtime:evidence"))
         if self.speak_recheck_s > 0:
             tasks.append(loop.create_task(self._recheck_speakers(), name="runtime:speak"))
         self._tasks = tasks
@@ -128,6 +132,12 @@ class Runtime:
         if self.bus is not None:
             await self.bus.close()
         self._loop = None
+
+    async def _sweep_evidence(self) -> None:
+        """Forget the evidence of speakers quiet for longer than its window."""
+        while True:
+            await asyncio.sleep(10.0)
+            self.tap.evidence.sweep()
 
     async def _recheck_speakers(self) -> None:
         """Re-read who may speak, so the relay's mute gate does not rest on events alone.
