@@ -279,6 +279,26 @@ def parse_pages(data: bytes) -> Iterator[Page]:
         pos += size
 
 
+def last_granule(tail: bytes) -> int:
+    """The granule position of the last whole page in `tail` (the end of a file that may
+    have been cut off): how far the file plays. 0 when no whole audio page is found."""
+    pos = tail.rfind(b"OggS")
+    while pos >= 0:
+        pages = list(parse_pages(tail[pos:])) if _is_page(tail, pos) else []
+        if pages and pages[-1].crc_ok:
+            return pages[-1].granule
+        pos = tail.rfind(b"OggS", 0, pos)
+    return 0
+
+
+def _is_page(data: bytes, pos: int) -> bool:
+    try:
+        next(parse_pages(data[pos:]))
+    except (OggError, StopIteration, struct.error):
+        return False
+    return True
+
+
 def wav_bytes(pcm: bytes, *, rate: int = 16000, channels: int = 1) -> bytes:
     """A RIFF WAVE file of 16-bit little-endian PCM."""
     block = channels * 2

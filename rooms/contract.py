@@ -76,6 +76,7 @@ class Room(TypedDict):
     is_private: bool
     online_count: int
     created_at: str
+    recording: bool
 
 
 class Participant(TypedDict):

@@ -72,6 +72,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """
         self.scope = scope
         self.relay = runtime.current().relay
+        self.tap = runtime.current().tap
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         try:
             self.channel_name = await self.channel_layer.new_channel()
@@ -223,6 +224,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
         self.endpoint.can_speak = self.state.can_speak()
         self.relay.add(self.endpoint)
+        if result.welcome["room"].get("recording"):
+            # The room records: this node records its speakers too (from the start's
+            # wall time, so its tracks line up with the other nodes').
+            control = await _db(services.recording_active)(room_id=self.room_id)
+            if control is not None:
+                self._apply_recording(control)
 
     def _over_socket_limit(self, user_id: int) -> bool:
         """VOICEROOM_MAX_SOCKETS_PER_USER on this node, over all rooms; a socket that will
@@ -300,6 +307,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._send_json({"type": "pong", "ts": events._now()})
         elif kind == "chat":
             await events.achat(self.room_id, self.user_id, data["text"])
+            self.tap.evidence.said(self.room_id, self.user_id, data["text"])
         elif kind == "whisper":
             await self._require_participant(data["to"])
             await events.awhisper(self.room_id, self.user_id, data["to"], data["text"])
@@ -452,6 +460,30 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def chat(self, event):
         await self._forward(event)
+
+    # Reports and recording (rooms/services/reports.py, recording.py): not for clients.
+
+    async def evidence_request(self, event):
+        """Another node (or this one) freezes a report's evidence: answer with what this
+        node holds for the member, whichever member of the room it is about."""
+        from realtime.evidence import pack
+
+        snap = self.tap.evidence.snapshot(int(event["room_id"]), int(event["user_id"]))
+        await self.channel_layer.send(
+            event["reply"], {"type": "evidence.reply", "data": pack(snap)}
+        )
+
+    async def recording_control(self, event):
+        self._apply_recording(event)
+
+    def _apply_recording(self, control: dict) -> None:
+        recordings = self.tap.recordings
+        if control["active"]:
+            recordings.start(
+                self.room_id, control["recording_id"], control["started_at"], control["codec"]
+            )
+        elif recordings.recording_id(self.room_id) == control["recording_id"]:
+            recordings.stop(self.room_id)
 
     # Seat requests: rooms/events.py sends these to moderators' and the requester's sockets.
 
