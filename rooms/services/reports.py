@@ -12,6 +12,7 @@ does not answer within EVIDENCE_TIMEOUT_S leaves the report with what this node 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from datetime import UTC, datetime
 
@@ -23,7 +24,7 @@ from django.db import transaction
 from accounts.models import User
 from realtime import evidence as ev
 from realtime import presence, runtime
-from realtime.ogg import RATE, ogg_opus_bytes, opus_packet_samples, pcm_track, wav_bytes
+from realtime.ogg import RATE, OggOpusWriter, pcm_track, wav_bytes
 from rooms import selectors
 from rooms.models import Membership, Report, Room
 from rooms.services.operator_events import operator_event
@@ -87,10 +88,12 @@ def evidence_media(snap: ev.Snapshot, codec: str) -> tuple[bytes, str, float]:
     if codec == "pcm16":
         pcm = pcm_track(snap.voice, rate=PCM16_RATE)
         return wav_bytes(pcm, rate=PCM16_RATE), "audio/wav", len(pcm) / 2 / PCM16_RATE
-    packets = [(max(0, int((at - t0) * RATE)), payload) for at, payload in snap.voice]
-    data = ogg_opus_bytes(packets)
-    seconds = (packets[-1][0] + opus_packet_samples(packets[-1][1])) / RATE
-    return data, "audio/ogg", seconds
+    out = io.BytesIO()
+    writer = OggOpusWriter(out)
+    for at, payload in snap.voice:
+        writer.packet(payload, max(0, int((at - t0) * RATE)))
+    writer.close()
+    return out.getvalue(), "audio/ogg", writer.duration_s
 
 
 def report_create(*, room: Room, reporter: User, user_id: int, reason: str) -> Report:

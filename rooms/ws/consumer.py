@@ -212,6 +212,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         if result.replaced_live_socket:
             await events.amember_replace(self.room_id, self.user_id, self.channel_name)
+        if result.welcome["room"].get("recording"):
+            # The room records: this node records its speakers too (from the start's
+            # wall time, so its tracks line up with the other nodes').
+            control = await _db(services.recording_active)(room_id=self.room_id)
+            if control is not None:
+                self._apply_recording(control)
         await self.send(text_data=dumps(result.welcome))
         # Registered only after the welcome went out, so it is the first frame.
         self.endpoint = Endpoint(
@@ -224,12 +230,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
         self.endpoint.can_speak = self.state.can_speak()
         self.relay.add(self.endpoint)
-        if result.welcome["room"].get("recording"):
-            # The room records: this node records its speakers too (from the start's
-            # wall time, so its tracks line up with the other nodes').
-            control = await _db(services.recording_active)(room_id=self.room_id)
-            if control is not None:
-                self._apply_recording(control)
 
     def _over_socket_limit(self, user_id: int) -> bool:
         """VOICEROOM_MAX_SOCKETS_PER_USER on this node, over all rooms; a socket that will

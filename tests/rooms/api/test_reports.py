@@ -75,7 +75,9 @@ def test_past_10_reports_a_minute_is_429(settings):
     room, (alice, bob) = _room_with("alice", "bob")
     client = client_for(alice)
     for _ in range(10):
-        r = client.post(room_url(room, "reports"), {"user_id": bob.pk, "reason": "x"}, format="json")
+        r = client.post(
+            room_url(room, "reports"), {"user_id": bob.pk, "reason": "x"}, format="json"
+        )
         assert r.status_code == 201
     r = client.post(room_url(room, "reports"), {"user_id": bob.pk, "reason": "x"}, format="json")
     assert_error(r, 429, "throttled")
