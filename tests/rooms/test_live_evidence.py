@@ -21,6 +21,12 @@ pytestmark = [pytest.mark.processes]
 PACKET = bytes([0xF8]) + b"\x42" * 59  # 20 ms of Opus (CELT fullband), 60 bytes
 
 
+def _download(url: str, token: str) -> tuple[str, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Token {token}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.headers["Content-Type"], answer.read()
+
+
 async def _speak(member, count: int, pace: float = 0.02) -> None:
     for _ in range(count):
         await member.ws.send(PACKET)
@@ -118,8 +124,12 @@ async def test_recording_cut_by_a_killed_node_plays_up_to_the_crash(live_db, tmp
     assert (pages[-1].granule - PRE_SKIP) / RATE >= 2.0
     if shutil.which("opusdec"):
         out = tmp_path / "decoded.wav"
-        done = subprocess.run(
-            ["opusdec", str(tracks[0]), str(out)], capture_output=True, text=True, timeout=60
+        done = await asyncio.to_thread(
+            subprocess.run,
+            ["opusdec", str(tracks[0]), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert done.returncode == 0, done.stderr
         assert out.stat().st_size > 2 * RATE * 2  # over 2 s of 16-bit samples
@@ -133,11 +143,7 @@ async def test_recording_cut_by_a_killed_node_plays_up_to_the_crash(live_db, tmp
         (track,) = listed[0]["tracks"]
         assert track["user"]["id"] == speaker["id"]
         assert track["bytes"] == len(data) and track["duration_s"] >= 2.0
-        request = urllib.request.Request(
-            track["url"], headers={"Authorization": f"Token {owner_api.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            assert answer.headers["Content-Type"] == "audio/ogg"
-            assert answer.read() == data
+        kind, body = await asyncio.to_thread(_download, track["url"], owner_api.token)
+        assert kind == "audio/ogg" and body == data
     finally:
         node2.stop()
