@@ -203,23 +203,30 @@ class Recordings:
             with self._lock:
                 self._ending.append(rec)
             self._wake.set()
+            self._ensure_thread()
 
     def recording_id(self, room_id: int) -> int | None:
         rec = self.active.get(room_id)
         return rec.recording_id if rec is not None else None
 
     def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._quit = False
-        self._thread = threading.Thread(target=self._run, name="recording-writer", daemon=True)
-        self._thread.start()
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._quit = False
+            self._thread = threading.Thread(target=self._run, name="recording-writer", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         while not self._quit:
             self._wake.wait(FLUSH_EVERY_S)
             self._wake.clear()
             self.write_once()
+            with self._lock:
+                if not self.active and not self._ending:
+                    # Nothing records: the thread ends (`start` makes a new one).
+                    self._thread = None
+                    return
 
     def write_once(self) -> None:
         for rec in list(self.active.values()):
@@ -241,7 +248,8 @@ class Recordings:
             self.stop(room_id)
         self._quit = True
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=10)
             self._thread = None
         self.write_once()
