@@ -3,7 +3,8 @@
 Issue 16's webhook outbox (another branch) stores each event in the same transaction as
 the change it describes. Until it is merged here, `operator_event` is the one place
 these events leave the services: it logs them (greppable by room). When the outbox
-lands, this function calls its `record_event(...)` and nothing else changes.
+lands (branch i16-hooks: `webhooks.services.record_event(type, room_id, data)`), this
+function calls `record_event(kind, room.pk, data)` and nothing else changes.
 """
 
 from __future__ import annotations
