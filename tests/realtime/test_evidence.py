@@ -143,3 +143,19 @@ def test_recorder_queue_is_bounded(monkeypatch):
     for _ in range(15):
         rec.take(1, PACKET, time.monotonic())
     assert len(rec.queue) == 10 and rec.dropped == 5
+
+
+def test_pcm16_rooms_record_wav_with_gaps_kept(monkeypatch):
+    store = MemoryStore()
+    monkeypatch.setattr(recording, "_store", store)
+    rec = recording.Recorder(3, 9, time.time(), "pcm16")
+    frame = b"\x01\x00" * 320  # 20 ms at 16 kHz
+    for start in (0, 2):
+        for i in range(50):
+            rec.take(4, frame, rec.t0 + start + i * 0.02)
+    rec.finish()
+    data = store.files[(3, 9, 4)].getvalue()
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    samples = int.from_bytes(data[40:44], "little") // 2
+    assert abs(samples - 3 * 16000) <= 320  # 1 s, 1 s of silence, 1 s
+    assert store.closed[(3, 9, 4)][1] == samples / 16000
