@@ -25,9 +25,24 @@ from realtime.ogg import (
 PACKET = bytes([0xF8]) + bytes(range(60))
 
 
+def _crc_by_the_book(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else (crc << 1)
+            crc &= 0xFFFFFFFF
+    return crc
+
+
 def test_crc_matches_the_reference_value():
-    # The Ogg CRC of "123456789" (CRC-32/MPEG-2 without the final inversion, init 0).
+    # The Ogg CRC of "123456789" (polynomial 0x04c11db7, init 0, no reflection, no xorout).
     assert ogg_crc(b"123456789") == 0x89A1897F
+
+
+@given(st.binary(max_size=2000))
+def test_crc_matches_the_bitwise_definition(data):
+    assert ogg_crc(data) == _crc_by_the_book(data)
 
 
 def test_packet_lengths_come_from_the_toc():
