@@ -98,9 +98,11 @@ async def test_recording_cut_by_a_killed_node_plays_up_to_the_crash(live_db, tmp
         )
         assert state["active"] is True
         await a.event("room.updated", where=lambda e: e["room"]["recording"])
-        await _speak(a, 100)  # 2 s
+        # 55 packets: a page holds 50, so the last 5 are on disk only if the writer's
+        # periodic flush cut a page for them.
+        await _speak(a, 55)
         await asyncio.sleep(1.2)  # past the writer's flush
-        sent_before_kill = 100
+        sent_before_kill = 55
         await _speak(a, 10)  # still in the writer's queue or an unflushed page
         node.kill()
         for ws in (a.ws, listener.ws):
@@ -120,8 +122,8 @@ async def test_recording_cut_by_a_killed_node_plays_up_to_the_crash(live_db, tmp
     assert granules == sorted(granules)
     real = sum(pk == PACKET for p in pages[2:] for pk in p.packets)
     assert sent_before_kill <= real <= sent_before_kill + 10
-    # The track plays from the recording's start to the last flushed page: >= 2 s.
-    assert (pages[-1].granule - PRE_SKIP) / RATE >= 2.0
+    # The track plays from the recording's start to the last flushed page: >= 1.1 s.
+    assert (pages[-1].granule - PRE_SKIP) / RATE >= 1.1
     if shutil.which("opusdec"):
         out = tmp_path / "decoded.wav"
         done = await asyncio.to_thread(
@@ -132,7 +134,7 @@ async def test_recording_cut_by_a_killed_node_plays_up_to_the_crash(live_db, tmp
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
-        assert out.stat().st_size > 2 * RATE * 2  # over 2 s of 16-bit samples
+        assert out.stat().st_size > 1.1 * RATE * 2  # over 1.1 s of 16-bit samples
 
     # A node started after the crash lists the track, measured from its file.
     node2 = Node("uvicorn", env).start()
@@ -142,7 +144,7 @@ async def test_recording_cut_by_a_killed_node_plays_up_to_the_crash(live_db, tmp
         )
         (track,) = listed[0]["tracks"]
         assert track["user"]["id"] == speaker["id"]
-        assert track["bytes"] == len(data) and track["duration_s"] >= 2.0
+        assert track["bytes"] == len(data) and track["duration_s"] >= 1.1
         kind, body = await asyncio.to_thread(_download, track["url"], owner_api.token)
         assert kind == "audio/ogg" and body == data
     finally:
