@@ -34,6 +34,8 @@ class LoadConfig:
     # > 0: a time series (the soak), one row per `interval` seconds through the warm-up
     # and the window: throughput, loss, latency, RSS, CPU, /metrics drops (bench.soak).
     interval: float = 0.0
+    # Rooms (the first N) whose recording is started before the load (issue 16).
+    record_rooms: int = 0
 
     def want_metrics(self) -> bool:
         return self.target == "voiceroom" if self.metrics is None else self.metrics
@@ -59,3 +61,5 @@ class LoadConfig:
             raise ValueError("--stalled must be between 0 and --members minus --speakers")
         if self.interval < 0:
             raise ValueError("--interval must be >= 0")
+        if not 0 <= self.record_rooms <= self.rooms:
+            raise ValueError("--record-rooms must be between 0 and --rooms")

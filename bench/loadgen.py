@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="> 0: a time series, one row per INTERVAL s (the soak; see bench.soak)",
     )
     p.add_argument(
+        "--record-rooms",
+        type=int,
+        default=0,
+        help="start recording in the first N rooms before the load (POST .../recording)",
+    )
+    p.add_argument(
         "--no-metrics",
         action="store_true",
         help="do not scrape /metrics (never scraped for --target bare)",
@@ -117,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         stalled=args.stalled,
         metrics=False if args.no_metrics else None,
         interval=args.interval,
+        record_rooms=args.record_rooms,
     )
     try:
         cfg.validate()

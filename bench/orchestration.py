@@ -85,6 +85,18 @@ async def setup_voiceroom(cfg, nodes, loop, pool) -> tuple[list[BenchUser], list
         return int(ans["id"])
 
     room_ids = list(await asyncio.gather(*(create(r) for r in range(cfg.rooms))))
+    for r in range(cfg.record_rooms):  # before the members connect: they start recording
+        node = nodes[r % len(nodes)]
+        await loop.run_in_executor(
+            pool,
+            node.rest.call,
+            "POST",
+            f"/api/rooms/{room_ids[r]}/recording",
+            {"active": True},
+            owners[r].token,
+        )
+    if cfg.record_rooms:
+        log(cfg, f"recording in {cfg.record_rooms} room(s)")
     return users, room_ids
 
 

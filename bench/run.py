@@ -7,6 +7,7 @@
     python -m bench.run --scenario stalled --server both   # 1 listener per room stops reading
     python -m bench.run --scenario soak                    # 10 min at the default load
     python -m bench.run --scenario soak --duration 60 --warmup 20 --interval 10  # short
+    python -m bench.run --recording 10 --no-bare   # each server twice: none, then 10 recording
 
 Servers are pinned to core 0 (`taskset -c 0`), the load generator to core 1. Every
 figure that matters is a ratio to the bare relay of the same run ("x bare"). Results go
@@ -215,6 +216,8 @@ class Runner:
                 # ...and opens every socket from 127.0.0.1: no per-address socket limit.
                 "VOICEROOM_MAX_SOCKETS_PER_ADDRESS": "0",
                 "VOICEROOM_REDIS_PREFIX": f"vrbench{secrets.token_hex(4)}",
+                # Recorded tracks (--recording) and report evidence stay in the workdir.
+                "VOICEROOM_MEDIA_ROOT": str(self.workdir / "media"),
             }
         )
         self.env.pop("REDIS_URL", None)
@@ -273,7 +276,15 @@ class Runner:
 
     # -- one loadgen run ---------------------------------------------------------------
 
-    def loadgen(self, target: str, urls: list[str], pids: list[int], label: str, rooms: int):
+    def loadgen(
+        self,
+        target: str,
+        urls: list[str],
+        pids: list[int],
+        label: str,
+        rooms: int,
+        record_rooms: int = 0,
+    ):
         out = self.workdir / f"{label}-{rooms}.json"
         p = self.params
         argv = [
@@ -287,6 +298,8 @@ class Runner:
             # SQLite refuses concurrent writers ("database is locked"): one at a time.
             "--setup-concurrency", "1" if self.database_url.startswith("sqlite") else "4",
         ]  # fmt: skip
+        if record_rooms:
+            argv += ["--record-rooms", str(record_rooms)]
         for u in urls:
             argv += ["--url", u]
         for pid in pids:
@@ -390,11 +403,14 @@ class Runner:
     def log_path(self, server: str) -> Path:
         return self.workdir / f"{server}.log"
 
-    def run_server(self, server: str, rooms: int) -> dict:
+    def run_server(self, server: str, rooms: int, record_rooms: int = 0) -> dict:
         logf = self.log_path(server)
         offset = logf.stat().st_size if logf.exists() else 0
+        label = f"{server}+rec{record_rooms}" if record_rooms else server
         with self.server_nodes(server, self.args.nodes) as (procs, urls):
-            res = self.loadgen("voiceroom", urls, [p.pid for p in procs], server, rooms)
+            res = self.loadgen(
+                "voiceroom", urls, [p.pid for p in procs], label, rooms, record_rooms
+            )
         res["server_log"] = log_problems(logf, offset)
         return res
 
@@ -502,6 +518,41 @@ def stalled_table(rows: list[dict]) -> str:
     return md_table(columns, cells)
 
 
+def recording_table(rows: list[dict]) -> str:
+    """Each server with N rooms recording against the same server without, same run."""
+    cells = []
+    plain = {}
+    for r in rows:
+        if "error" in r or r["server"] == "bare":
+            continue
+        base = r["server"].split("+rec")[0]
+        if not r.get("record_rooms"):
+            plain[base] = r
+            continue
+        none = plain.get(base)
+        if none is None:
+            continue
+
+        def ratio(a, b):
+            return round(a / b, 2) if a is not None and b else None
+
+        cpu_n, cpu_r = none["server_cpu_us_per_delivery"], r["server_cpu_us_per_delivery"]
+        p50_n, p50_r = none["latency_ms"]["p50"], r["latency_ms"]["p50"]
+        p99_n, p99_r = none["latency_ms"]["p99"], r["latency_ms"]["p99"]
+        cells.append([
+            base,
+            str(r["record_rooms"]),
+            fmt(cpu_n), fmt(cpu_r), fmt(ratio(cpu_r, cpu_n), "{:.2f}"),
+            fmt(p50_n, "{:.2f}"), fmt(p50_r, "{:.2f}"), fmt(ratio(p50_r, p50_n), "{:.2f}"),
+            fmt(p99_n, "{:.2f}"), fmt(p99_r, "{:.2f}"), fmt(ratio(p99_r, p99_n), "{:.2f}"),
+            fmt(r["loss_pct"], "{:.2f}"),
+        ])  # fmt: skip
+    columns = ["server", "rooms recording", "CPU us/delivery none", "recording", "ratio",
+               "p50 ms none", "recording", "ratio", "p99 ms none", "recording", "ratio",
+               "loss % recording"]  # fmt: skip
+    return md_table(columns, cells)
+
+
 def passed(res: dict, max_p99: float, max_loss: float) -> bool:
     if "error" in res or res.get("loss_pct") is None:
         return False
@@ -531,6 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-p99-ms", type=float, default=100.0)
     p.add_argument("--max-loss-pct", type=float, default=1.0)
     p.add_argument("--keep-workdir", action="store_true")
+    p.add_argument("--recording", type=int, default=0, metavar="N",
+                   help="run each server twice, without recording and with N rooms "
+                        "recording, and compare the two (issue 16)")  # fmt: skip
     p.add_argument("--lock-timeout", type=float, default=1800.0,
                    help="seconds to wait for another bench.run on this machine")  # fmt: skip
     return p
@@ -577,13 +631,19 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
                 except Exception as exc:
                     log(f"bare relay failed: {exc}")
                     rows.append({"server": "bare", "rooms": rooms, "error": str(exc)})
-            for server in list(active):
-                log(f"--- {rooms} rooms: {server}")
+            variants = [(server, 0) for server in active]
+            if args.recording:
+                variants = [
+                    (server, rec) for server in active for rec in (0, min(args.recording, rooms))
+                ]
+            for server, record_rooms in variants:
+                log(f"--- {rooms} rooms: {server}, {record_rooms} recording")
                 try:
-                    res = runner.run_server(server, rooms)
+                    res = runner.run_server(server, rooms, record_rooms)
                 except Exception as exc:
                     log(f"{server} failed: {exc}")
                     res = {"server": server, "rooms": rooms, "error": str(exc)}
+                res["record_rooms"] = record_rooms
                 if (
                     bare
                     and res.get("server_cpu_us_per_delivery")
@@ -610,6 +670,8 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         if not args.keep_workdir:
             shutil.rmtree(runner.workdir, ignore_errors=True)
     md = table(rows)
+    if args.recording:
+        md += "\n\n" + recording_table(rows)
     if params.get("stalled"):
         md += "\n\n" + stalled_table(rows)
     for r in rows:

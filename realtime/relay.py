@@ -30,7 +30,6 @@ Control events (joins, moderation, chat) keep the ordinary channel-layer path.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -50,6 +49,7 @@ from realtime.limits import (
 )
 from realtime.servers import ServerSocket, server_socket
 from realtime.servers.wire import binary_frame
+from realtime.stats import LagHistogram, Stats, loop_lag, stats
 from rooms.contract import CloseCode
 
 if TYPE_CHECKING:
@@ -57,82 +57,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["Endpoint", "LagHistogram", "Relay", "Stats", "loop_lag", "stats"]
+
 # A coroutine, not any awaitable: `Endpoint.offer` drives it by hand with `.send(None)`.
 Send = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
-
-
-class Stats:
-    """Plain counters, read by the Prometheus collector at scrape time (no cost per frame)."""
-
-    __slots__ = (
-        "aborted_stalled",
-        "bus_dropped",
-        "bus_published",
-        "bus_received",
-        "closed_stalled",
-        "deliveries",
-        "deliveries_direct",
-        "dropped_backlog",
-        "dropped_muted",
-        "dropped_overload",
-        "dropped_rate",
-        "frames_in",
-        "frames_oversized",
-        "frames_relayed",
-        "refused_limit",
-    )
-
-    aborted_stalled: int
-    bus_dropped: int
-    bus_published: int
-    bus_received: int
-    closed_stalled: int
-    deliveries: int
-    deliveries_direct: int
-    dropped_backlog: int
-    dropped_muted: int
-    dropped_overload: int
-    dropped_rate: int
-    frames_in: int
-    frames_oversized: int
-    frames_relayed: int
-    refused_limit: int
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
-
-
-stats = Stats()
-
-
-class LagHistogram:
-    """The event loop's lateness, as the lag watch measures it every LAG_PROBE_S: bucket
-    counts read by the Prometheus collector (voiceroom_loop_lag_seconds, for its p99)."""
-
-    BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-    __slots__ = ("count", "counts", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(self.BOUNDS) + 1)  # the last one: above every bound
-        self.count = 0
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(self.BOUNDS, seconds)] += 1
-        self.count += 1
-        self.sum += seconds
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        out, total = [], 0
-        for bound, n in zip((*map(str, self.BOUNDS), "+Inf"), self.counts, strict=True):
-            total += n
-            out.append((bound, total))
-        return out
-
-
-loop_lag = LagHistogram()
 
 
 class Endpoint:
@@ -267,6 +195,8 @@ class Relay:
     def __init__(self) -> None:
         self.rooms: dict[int, dict[int, Endpoint]] = {}
         self.bus: VoiceBus | None = None
+        # Sees each relayed frame once (evidence, recording: realtime/tap.py).
+        self.tap: Callable[[int, int, bytes, float, int | None], None] | None = None
         self.overloaded = False
         self._lag_task: asyncio.Task | None = None
         self._lag_loop: asyncio.AbstractEventLoop | None = None
@@ -452,6 +382,8 @@ class Relay:
         stats.frames_relayed += 1
         room = self.rooms.get(ep.room_id)
         target = ep.target
+        if self.tap is not None:
+            self.tap(ep.room_id, ep.user_id, payload, now, target)
         if target is None:
             data = HEADER.pack(VOICE_ROOM, ep.user_id, seq) + payload
             if room is not None and len(room) > 1:

@@ -30,6 +30,7 @@ from realtime.bus import VoiceBus
 from realtime.presence import NODE_ID, LocalStore, RedisStore, Store
 from realtime.redis_client import RedisConfig, drop_channel_layer_connections, follow_master
 from realtime.relay import Relay
+from realtime.tap import FrameTap
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class Runtime:
         if redis:
             self.bus = VoiceBus(self.relay, redis=redis, prefix=redis_prefix, node_id=node_id)
         self.relay.bus = self.bus
+        self.tap = FrameTap()  # evidence rings and recorders (realtime/tap.py)
+        self.relay.tap = self.tap
         self.shed_after_lag_s = shed_after_lag_s
         self.stalled_close_s = stalled_close_s
         self.speak_recheck_s = speak_recheck_s
@@ -108,6 +111,7 @@ class Runtime:
         tasks: list[asyncio.Task[None]] = [
             loop.create_task(job(self), name=f"runtime:{name}") for name, job in _jobs.items()
         ]
+        tasks.append(loop.create_task(self._sweep_evidence(), name="runtime:evidence"))
         if self.speak_recheck_s > 0:
             tasks.append(loop.create_task(self._recheck_speakers(), name="runtime:speak"))
         if self.redis is not None and self.redis.sentinel:
@@ -148,6 +152,12 @@ class Runtime:
         from channels.layers import get_channel_layer
 
         await drop_channel_layer_connections(get_channel_layer(), address)
+
+    async def _sweep_evidence(self) -> None:
+        """Forget the evidence of speakers quiet for longer than its window."""
+        while True:
+            await asyncio.sleep(10.0)
+            self.tap.evidence.sweep()
 
     async def _recheck_speakers(self) -> None:
         """Re-read who may speak, so the relay's mute gate does not rest on events alone.

@@ -27,4 +27,8 @@ class RoomsConfig(AppConfig):
         # rooms models or services): housekeeping, and who may speak for the mute gate.
         runtime.register_job("reaper", reaper.run)
         runtime.set_speak_check(reaper.speak_check)
+        # Recording tracks go to Django's storage (realtime/recording.py stays database-free).
+        from rooms.services.recording import install_track_store
+
+        install_track_store()
         credentials_revoked.connect(_credentials_revoked, dispatch_uid="rooms.participants_revoke")

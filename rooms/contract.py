@@ -77,6 +77,7 @@ class Room(TypedDict):
     is_private: bool
     online_count: int
     created_at: str
+    recording: bool
 
 
 class Participant(TypedDict):

@@ -117,6 +117,12 @@ def room_updated(room: Room) -> None:
     )
 
 
+def recording_control(room_id: int, message: dict[str, Any]) -> None:
+    """Start or stop recording on every node with sockets in the room (consumers handle
+    it; clients see the room's `recording` through `room.updated`)."""
+    _after_commit(room_group(room_id), message)
+
+
 def room_closed(room_id: int) -> None:
     _after_commit(room_group(room_id), {"type": "room.closed"})
 

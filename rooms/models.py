@@ -33,6 +33,9 @@ class Room(models.Model):
     )
     # Chosen at creation and never changed: clients pick their encoder from it.
     codec = models.CharField(max_length=8, choices=Codec.choices, default=Codec.OPUS)
+
+    # True while a recording runs (rooms.services.recording); the Room shape shows it.
+    recording = models.BooleanField(default=False)
     # Hashed like a user password; empty means the room is public.
     password_hash = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -189,3 +192,77 @@ class ModerationAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_id} on {self.target_id} in {self.room_id}"
+
+
+class Report(models.Model):
+    """A member's report of another, with the evidence frozen when it was made: the
+    reported member's relayed voice of the 30 s before (a file in Django's storage) and
+    their chat of the 5 minutes before."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        CLOSED = "closed"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="reports")
+    reporter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports_made"
+    )
+    reported = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports_against"
+    )
+    reason = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+    evidence_seconds = models.FloatField(default=0.0)
+    evidence = models.FileField(upload_to="evidence/", blank=True)
+    evidence_type = models.CharField(max_length=20, blank=True)  # audio/ogg, audio/wav
+    chat = models.JSONField(default=list, blank=True)  # [{"ts", "text"}], oldest first
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["room", "-created_at"]),
+            models.Index(fields=["status", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"report #{self.pk} on {self.reported_id} in {self.room_id}"
+
+
+class Recording(models.Model):
+    """One recording of a room, from start to stop; its tracks are one per speaker (and
+    per node the speaker's voice went through)."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="recordings")
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    codec = models.CharField(max_length=10, default="opus")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"recording #{self.pk} of room {self.room_id}"
+
+
+class RecordingTrack(models.Model):
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="tracks")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    file = models.FileField(max_length=255)
+    node = models.CharField(max_length=64, blank=True)
+    # Set when the track was closed cleanly; a track cut by a crash keeps 0 and is
+    # measured from its file when listed.
+    bytes = models.PositiveBigIntegerField(default=0)
+    duration_s = models.FloatField(default=0.0)
+    finished = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"track of {self.user_id} in recording {self.recording_id}"

@@ -116,6 +116,12 @@ def may_see_seat_requests(*, room: Room, user: User) -> bool:
     return is_moderator(room=room, user=user) or may_view_members_anywhere(user)
 
 
+def may_review(*, room: Room, user: User) -> bool:
+    """Reports and recordings of a room: its owner, its admins, and operators who may see
+    or moderate members."""
+    return is_moderator(room=room, user=user) or may_view_members_anywhere(user)
+
+
 def may_see_members(*, room: Room, user: User) -> bool:
     """An active member of the room, or an operator who may view memberships."""
     return may_view_members_anywhere(user) or _active_membership(room, user) is not None

@@ -12,7 +12,15 @@ from accounts.models import User
 from realtime import presence
 from realtime.presence import Session
 from rooms import contract, policy
-from rooms.models import Membership, Room, Seat, SeatRequest
+from rooms.models import (
+    Membership,
+    Recording,
+    RecordingTrack,
+    Report,
+    Room,
+    Seat,
+    SeatRequest,
+)
 from voiceroom.errors import Forbidden, NotFound
 
 
@@ -107,7 +115,13 @@ def room_dict(room: Room, *, online_count: int | None = None) -> contract.Room:
             online_count if online_count is not None else _online_count(room_id=room.pk)
         ),
         "created_at": _drf_datetime(room.created_at),
+        "recording": room.recording,
     }
+
+
+def room_codec(room: Room) -> str:
+    """The room's codec ("opus" or "pcm16"), as evidence and recordings are written."""
+    return room.codec
 
 
 def seat_dict(seat: Seat, user_id: int | None) -> contract.Seat:
@@ -189,3 +203,48 @@ def seat_request_list_visible(*, room: Room, viewer: User) -> list[contract.Seat
     if not policy.may_see_seat_requests(room=room, user=viewer):
         raise Forbidden("Only the room's owner, its admins or staff may see seat requests.")
     return seat_request_list(room_id=room.pk)
+
+
+# --- reports and recordings ---------------------------------------------------------------
+
+
+def report_list_visible(*, room: Room, viewer: User) -> QuerySet[Report]:
+    """The room's reports, newest first, for its owner, admins and staff."""
+    if not policy.may_review(room=room, user=viewer):
+        raise Forbidden("Only the room's owner, its admins or staff may see its reports.")
+    return (
+        Report.objects.select_related("reporter", "reported")
+        .filter(room=room)
+        .order_by("-created_at", "-id")
+    )
+
+
+def recording_list_visible(*, room: Room, viewer: User) -> QuerySet[Recording]:
+    if not policy.may_review(room=room, user=viewer):
+        raise Forbidden("Only the room's owner, its admins or staff may see its recordings.")
+    return (
+        Recording.objects.filter(room=room)
+        .prefetch_related("tracks__user")
+        .order_by("-started_at", "-id")
+    )
+
+
+def track_measure(track: RecordingTrack) -> tuple[int, float]:
+    """(bytes, seconds) of a track: as stored when it was closed; measured from its file
+    while it grows or when its node died before closing it."""
+    if track.finished:
+        return track.bytes, track.duration_s
+    from django.core.files.storage import default_storage
+
+    from realtime.ogg import RATE, last_granule
+
+    try:
+        name = track.file.name or ""
+        size = default_storage.size(name)
+        with default_storage.open(name, "rb") as f:
+            f.seek(max(0, size - 65536))
+            tail = f.read()
+    except OSError:
+        return 0, 0.0
+    granule = last_granule(tail)
+    return size, max(0.0, (granule - 312) / RATE) if granule else 0.0

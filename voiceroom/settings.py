@@ -157,6 +157,10 @@ STATICFILES_FINDERS = [
     "voiceroom.staticfiles.ClientsFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
 ]
+# Report evidence and recordings go to the "default" storage: local files under
+# MEDIA_ROOT unless configured otherwise (S3 through django-storages: docs/recording.md).
+# They are served only through the API and the admin (access checked), never at MEDIA_URL.
+MEDIA_ROOT = env.str("VOICEROOM_MEDIA_ROOT", default=str(BASE_DIR / "media"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -250,6 +254,8 @@ REST_FRAMEWORK = {
         "join_password": _rate("VOICEROOM_JOIN_PASSWORD_THROTTLE", "10/hour"),
         # ...and every password checked, per client address.
         "join_password_address": _rate("VOICEROOM_JOIN_PASSWORD_ADDRESS_THROTTLE", "60/hour"),
+        # Reports, per reporting user (contract v1.1: 429 past 10 a minute).
+        "report": _rate("VOICEROOM_REPORT_THROTTLE", "10/min"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_PARSER_CLASSES": [
@@ -316,6 +322,9 @@ VOICEROOM_STALLED_SOCKET_CLOSE_S = env.float("VOICEROOM_STALLED_SOCKET_CLOSE_S",
 # How often each node re-reads who may speak, so a lost mute event cannot leave a member
 # heard: a muted member is silenced within this period plus one read (0: events only).
 VOICEROOM_SPEAK_RECHECK_S = env.float("VOICEROOM_SPEAK_RECHECK_S", default=2.0)
+# Where recording tracks are written while they grow when the storage has no local path
+# (S3...): uploaded to the storage when the recording stops (docs/recording.md).
+VOICEROOM_RECORDING_SPOOL = env.str("VOICEROOM_RECORDING_SPOOL", default="")
 # Room sockets one node accepts per user (all rooms) and per client address; 0: no limit.
 VOICEROOM_MAX_SOCKETS_PER_USER = env.int("VOICEROOM_MAX_SOCKETS_PER_USER", default=5)
 VOICEROOM_MAX_SOCKETS_PER_ADDRESS = env.int("VOICEROOM_MAX_SOCKETS_PER_ADDRESS", default=100)

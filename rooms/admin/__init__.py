@@ -13,6 +13,6 @@ One module per page: `rooms` (rooms, their members inline and the live panel),
 Importing them registers them with the admin site (Django imports `rooms.admin`).
 """
 
-from rooms.admin import audit, memberships, rooms
+from rooms.admin import audit, memberships, reports, rooms
 
-__all__ = ["audit", "memberships", "rooms"]
+__all__ = ["audit", "memberships", "reports", "rooms"]

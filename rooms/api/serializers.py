@@ -97,3 +97,36 @@ class RoomDetailSerializer(RoomSerializer):  # type: ignore[misc,valid-type]
 
     def to_representation(self, room: Room) -> dict:
         return {**super().to_representation(room), "participants": self.get_participants(room)}
+
+
+class ReportSerializer(serializers.Serializer):
+    """A report (contract v1.1 "Reports and evidence")."""
+
+    id = serializers.IntegerField(read_only=True)
+    room = serializers.IntegerField(source="room_id", read_only=True)
+    reported = UserSerializer(read_only=True)
+    reporter = UserSerializer(read_only=True)
+    reason = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    evidence_seconds = serializers.FloatField(
+        read_only=True, help_text="Seconds of the reported member's voice kept (at most 30)."
+    )
+
+
+class RecordingStateSerializer(serializers.Serializer):
+    active = serializers.BooleanField()
+    started_at = serializers.DateTimeField(allow_null=True)
+
+
+class TrackSerializer(serializers.Serializer):
+    user = UserSerializer()
+    url = serializers.CharField(help_text="Downloads the track (Ogg Opus for Opus rooms).")
+    bytes = serializers.IntegerField()
+    duration_s = serializers.FloatField()
+
+
+class RecordingSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    started_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+    tracks = TrackSerializer(many=True)

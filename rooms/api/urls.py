@@ -37,4 +37,12 @@ urlpatterns = [
     *_route(f"{ROOM}/seat-requests", apis.SeatRequestListApi, "room-seat-requests"),
     *_route(f"{REQUEST}/accept", apis.SeatRequestAcceptApi, "seat-request-accept"),
     *_route(f"{REQUEST}/refuse", apis.SeatRequestRefuseApi, "seat-request-refuse"),
+    *_route(f"{ROOM}/reports", apis.ReportListCreateApi, "room-reports"),
+    *_route(f"{ROOM}/recording", apis.RecordingApi, "room-recording"),
+    *_route(f"{ROOM}/recordings", apis.RecordingListApi, "room-recordings"),
+    *_route(
+        f"{ROOM}/recordings/<str:recording_id>/tracks/<str:track_id>",
+        apis.RecordingTrackApi,
+        "room-recording-track",
+    ),
 ]

@@ -41,6 +41,8 @@ from rooms.services.participation import (
     participants_reattach,
     participants_revoke,
 )
+from rooms.services.recording import recording_active, recording_set
+from rooms.services.reports import report_close, report_create
 from rooms.services.rooms import room_close, room_create, room_open, room_update
 from rooms.services.seat_requests import (
     seat_request_accept,
@@ -81,6 +83,10 @@ __all__ = [
     "participants_detached",
     "participants_reattach",
     "participants_revoke",
+    "recording_active",
+    "recording_set",
+    "report_close",
+    "report_create",
     "room_close",
     "room_create",
     "room_mute_all",

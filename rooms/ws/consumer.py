@@ -56,6 +56,7 @@ class RoomConsumer(LeanWebsocketConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.relay = runtime.current().relay
+        self.tap = runtime.current().tap
 
     async def voice(self, data: bytes) -> None:
         """A binary frame, straight from the socket reader (rooms/ws/loop.py)."""
@@ -142,6 +143,12 @@ class RoomConsumer(LeanWebsocketConsumer):
             return
         if result.replaced_live_socket:
             await events.amember_replace(self.room_id, self.user_id, self.channel_name)
+        if welcome["room"].get("recording"):
+            # The room records: this node records its speakers too (from the start's
+            # wall time, so its tracks line up with the other nodes').
+            control = await _db(services.recording_active)(room_id=self.room_id)
+            if control is not None:
+                self._apply_recording(control)
         await self.send(text_data=dumps(welcome))
         # Registered only after the welcome went out, so it is the first frame.
         self.endpoint = Endpoint(
@@ -291,6 +298,30 @@ class RoomConsumer(LeanWebsocketConsumer):
         await self._forward(event)
         self.left_cleanly = True  # the service already ended every session
         await self._close(CloseCode.ROOM_CLOSED)
+
+    # Reports and recording (rooms/services/reports.py, recording.py): not for clients.
+
+    async def evidence_request(self, event: dict[str, Any]) -> None:
+        """Another node (or this one) freezes a report's evidence: answer with what this
+        node holds for the member, whichever member of the room it is about."""
+        from realtime.evidence import pack
+
+        snap = self.tap.evidence.snapshot(int(event["room_id"]), int(event["user_id"]))
+        await self.channel_layer.send(
+            event["reply"], {"type": "evidence.reply", "data": pack(snap)}
+        )
+
+    async def recording_control(self, event: dict[str, Any]) -> None:
+        self._apply_recording(event)
+
+    def _apply_recording(self, control: dict[str, Any]) -> None:
+        recordings = self.tap.recordings
+        if control["active"]:
+            recordings.start(
+                self.room_id, control["recording_id"], control["started_at"], control["codec"]
+            )
+        elif recordings.recording_id(self.room_id) == control["recording_id"]:
+            recordings.stop(self.room_id)
 
     async def member_close(self, event: dict[str, Any]) -> None:
         self.left_cleanly = True  # the service already ended the session

@@ -14,6 +14,7 @@ from channels.db import database_sync_to_async
 
 from accounts.models import User
 from realtime.relay import Endpoint, Relay
+from realtime.tap import FrameTap
 from rooms import contract, events, services
 from rooms.models import Room
 
@@ -26,6 +27,7 @@ class Socket(Protocol):
     session_id: str
     endpoint: Endpoint | None
     relay: Relay
+    tap: FrameTap  # report evidence keeps the member's chat too
     left_cleanly: bool
     leaving_by_frame: bool
 
@@ -47,6 +49,7 @@ async def ping(socket: Socket, data: dict[str, Any]) -> None:
 
 async def chat(socket: Socket, data: dict[str, Any]) -> None:
     await events.achat(socket.room_id, socket.user_id, data["text"])
+    socket.tap.evidence.said(socket.room_id, socket.user_id, data["text"])
 
 
 async def whisper(socket: Socket, data: dict[str, Any]) -> None:

@@ -17,6 +17,12 @@ from rooms.api.views.members import (
     MemberUnbanApi,
     RoomMuteAllApi,
 )
+from rooms.api.views.reports import (
+    RecordingApi,
+    RecordingListApi,
+    RecordingTrackApi,
+    ReportListCreateApi,
+)
 from rooms.api.views.rooms import (
     RoomCloseApi,
     RoomDetailApi,
@@ -39,6 +45,10 @@ __all__ = [
     "MemberMuteApi",
     "MemberRoleApi",
     "MemberUnbanApi",
+    "RecordingApi",
+    "RecordingListApi",
+    "RecordingTrackApi",
+    "ReportListCreateApi",
     "RoomCloseApi",
     "RoomDetailApi",
     "RoomJoinApi",

@@ -27,6 +27,7 @@ ROOM_KEYS = {
     "is_private",
     "online_count",
     "created_at",
+    "recording",
 }
 MEMBER_KEYS = {"user", "role", "muted", "banned", "online", "seat", "joined_at"}
 USER_KEYS = {"id", "username", "display_name"}

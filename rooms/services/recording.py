@@ -1,0 +1,143 @@
+"""Recording a room: start and stop (owner, admin, staff), and where tracks are stored.
+
+Starting sets `Room.recording` (members get `room.updated`) and opens a Recording row;
+every node with sockets in the room is told through the room's group
+(`recording.control`, handled by the consumer, never forwarded to clients) and records
+its local speakers (realtime/recording.py). A node whose first socket in the room comes
+later starts from the welcome (rooms/ws/consumer.py). Stopping ends the row and tells
+the nodes, which close their tracks (end-of-stream page, size and length stored).
+
+Tracks go to Django's default storage. A storage with local paths (FileSystemStorage,
+the default) is written in place, page by page, so a node that dies leaves a file
+playable up to its last flushed page. Other storages (S3 through django-storages) get
+the track when it is closed; until then it grows in VOICEROOM_RECORDING_SPOOL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import close_old_connections, transaction
+
+from accounts.models import User
+from realtime import recording as rec
+from realtime.presence import NODE_ID
+from rooms import events, policy, selectors
+from rooms.models import Recording, RecordingTrack, Room
+from rooms.services._common import _lock_room
+from rooms.services.operator_events import operator_event
+
+logger = logging.getLogger(__name__)
+
+
+def recording_set(*, room: Room, actor: policy.Actor, active: bool) -> dict:
+    """Start or stop the room's recording; answers {"active", "started_at"}."""
+    with transaction.atomic():
+        room = _lock_room(room.pk)
+        policy.require_moderator(room=room, actor=actor)
+        current = Recording.objects.filter(room=room, ended_at__isnull=True).first()
+        if active and current is None:
+            current = Recording.objects.create(
+                room=room,
+                started_by=actor if isinstance(actor, User) else None,
+                codec=selectors.room_codec(room),
+                started_at=datetime.now(UTC),
+            )
+            room.recording = True
+            room.save(update_fields=["recording", "updated_at"])
+            events.room_updated(room)
+            events.recording_control(room.pk, control_message(current))
+            operator_event("recording.started", room=room, data={"recording_id": current.pk})
+        elif not active and current is not None:
+            current.ended_at = datetime.now(UTC)
+            current.save(update_fields=["ended_at"])
+            room.recording = False
+            room.save(update_fields=["recording", "updated_at"])
+            events.room_updated(room)
+            events.recording_control(room.pk, control_message(current))
+            operator_event("recording.stopped", room=room, data={"recording_id": current.pk})
+        latest = current or Recording.objects.filter(room=room).first()
+    return {
+        "active": room.recording,
+        "started_at": selectors._drf_datetime(latest.started_at) if latest else None,
+    }
+
+
+def control_message(recording: Recording) -> dict:
+    return {
+        "type": "recording.control",
+        "recording_id": recording.pk,
+        "active": recording.ended_at is None,
+        "started_at": recording.started_at.timestamp(),
+        "codec": recording.codec,
+    }
+
+
+def recording_active(*, room_id: int) -> dict | None:
+    """The control message of the room's running recording, if any (for a node whose
+    first socket in the room arrives while it records)."""
+    current = Recording.objects.filter(room_id=room_id, ended_at__isnull=True).first()
+    return control_message(current) if current is not None else None
+
+
+class StorageTrackStore:
+    """Where realtime/recording.py writes tracks: Django's default storage. Runs in the
+    recorder's writer thread (never on the event loop)."""
+
+    def open(self, room_id: int, recording_id: int, user_id: int, codec: str) -> BinaryIO:
+        close_old_connections()
+        ext = "wav" if codec == "pcm16" else "ogg"
+        node = "".join(c if c.isalnum() else "-" for c in NODE_ID)[:40]
+        name = default_storage.get_available_name(
+            f"recordings/{room_id}/{recording_id}/{user_id}-{node}.{ext}"
+        )
+        try:
+            path = default_storage.path(name)
+        except NotImplementedError:  # no local paths (S3...): spool, upload at close
+            spool = settings.VOICEROOM_RECORDING_SPOOL or tempfile.gettempdir()
+            os.makedirs(spool, exist_ok=True)
+            out: BinaryIO = tempfile.NamedTemporaryFile(  # type: ignore[assignment]
+                dir=spool, suffix=f".{ext}", delete=False
+            )
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            out = open(path, "xb")
+        track = RecordingTrack.objects.create(
+            recording_id=recording_id, user_id=user_id, file=name, node=NODE_ID
+        )
+        out.track_id = track.pk  # type: ignore[attr-defined]
+        out.storage_name = name  # type: ignore[attr-defined]
+        return out
+
+    def close(
+        self,
+        room_id: int,
+        recording_id: int,
+        user_id: int,
+        out: BinaryIO,
+        size: int,
+        dur: float,
+    ) -> None:
+        close_old_connections()
+        name = out.storage_name  # type: ignore[attr-defined]
+        out.close()
+        try:
+            default_storage.path(name)
+        except NotImplementedError:
+            with open(out.name, "rb") as spooled:
+                name = default_storage.save(name, File(spooled))
+            os.unlink(out.name)
+        RecordingTrack.objects.filter(pk=out.track_id).update(  # type: ignore[attr-defined]
+            file=name, bytes=size, duration_s=round(dur, 3), finished=True
+        )
+
+
+def install_track_store() -> None:
+    rec.set_track_store(StorageTrackStore())
