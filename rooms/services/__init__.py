@@ -41,6 +41,7 @@ from rooms.services.participation import (
     participants_reattach,
     participants_revoke,
 )
+from rooms.services.placement import placement_beat, room_ws_url, rooms_rehome
 from rooms.services.rooms import room_close, room_create, room_open, room_update
 from rooms.services.seat_requests import (
     seat_request_accept,
@@ -81,11 +82,14 @@ __all__ = [
     "participants_detached",
     "participants_reattach",
     "participants_revoke",
+    "placement_beat",
     "room_close",
     "room_create",
     "room_mute_all",
     "room_open",
     "room_update",
+    "room_ws_url",
+    "rooms_rehome",
     "seat_leave",
     "seat_lock",
     "seat_mute",
