@@ -15,6 +15,7 @@ daphne.install()  # the message size limit, under daphne (realtime/servers/daphn
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from realtime import runtime  # noqa: E402
 from rooms.ws.auth import (  # noqa: E402
     AddressLimitMiddleware,
     OriginValidator,
@@ -22,9 +23,20 @@ from rooms.ws.auth import (  # noqa: E402
 )
 from rooms.ws.routing import websocket_urlpatterns  # noqa: E402
 
+
+async def http_app(scope, receive, send) -> None:
+    """Django, after making sure a node that takes part in placement runs its background
+    work: it must heartbeat (and so be given rooms) before it has any socket, and the
+    first HTTP request (its health check) comes before any socket does."""
+    rt = runtime.current()
+    if rt.placement is not None and rt.node_url:
+        rt.start()  # a no-op once running on this loop
+    await django_asgi_app(scope, receive, send)
+
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": OriginValidator(
             # URLRouter takes django's path()/re_path() patterns whose callbacks are ASGI
             # apps, as channels documents; the stubs want their own pattern subclass.
