@@ -8,6 +8,7 @@ import gc
 import secrets
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -36,6 +37,20 @@ class Node:
         self.port = parts.port or 80
         self.host_header = f"{self.host}:{self.port}"
         self.rest = Rest(f"http://{self.host}:{self.port}")
+
+
+def socket_target(ws_url: str, node: Node) -> tuple[str, int, str, str]:
+    """(host, port, Host header, path) to open a room's socket where `ws_url` says: an
+    absolute ws:// URL names the room's home node (placement); a path is on `node`, the
+    node that answered the join."""
+    parts = urlsplit(ws_url)
+    if parts.scheme in ("ws", "wss"):
+        if parts.scheme == "wss":
+            raise ValueError("the load generator speaks plain ws:// only")
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or 80
+        return host, port, parts.netloc, parts.path
+    return node.host, node.port, node.host_header, ws_url
 
 
 async def setup_voiceroom(cfg, nodes, loop, pool) -> tuple[list[BenchUser], list[int]]:
@@ -111,13 +126,17 @@ async def connect_members(
     indices,
     users: list[BenchUser],
     room_ids: list[int],
+    landed: dict[int, tuple[str, int]] | None = None,
 ) -> None:
     """Connect members `indices` (join through REST first for voiceroom) into `conns`.
 
     A member is connected once its socket is open and, for voiceroom, has read its
-    `welcome`. Failures are appended to `errors`; the whole call is bounded in time.
+    `welcome`. Failures are appended to `errors`; where each one landed (host, port) to
+    `landed`; the whole call is bounded in time.
     """
     indices = list(indices)
+    if landed is None:
+        landed = {}
     # Joins write to the database: as gently as the user set-up.
     sem = asyncio.Semaphore(
         cfg.connect_concurrency if cfg.target == "bare" else cfg.setup_concurrency
@@ -126,6 +145,7 @@ async def connect_members(
     async def connect(i: int) -> None:
         room = i // cfg.members
         node = nodes[i % len(nodes)]
+        host, port, host_header = node.host, node.port, node.host_header
         async with sem:
             try:
                 if cfg.target == "bare":
@@ -139,12 +159,14 @@ async def connect_members(
                         {},
                         users[i].token,
                     )
-                    ws_path = ans.get("ws_url") or f"/ws/rooms/{room_ids[room]}/"
+                    # Follow ws_url: with placement it names the room's home node.
+                    ws_url = ans.get("ws_url") or f"/ws/rooms/{room_ids[room]}/"
+                    host, port, host_header, ws_path = socket_target(ws_url, node)
                     path = f"{ws_path}?ticket={quote(ans['ticket'], safe='')}"
                 _, proto = await asyncio.wait_for(
                     loop.create_connection(
                         lambda: BenchClient(
-                            node.host_header,
+                            host_header,
                             path,
                             stats,
                             i,
@@ -152,13 +174,14 @@ async def connect_members(
                             cfg.frame_bytes,
                             cfg.target == "voiceroom",
                         ),
-                        node.host,
-                        node.port,
+                        host,
+                        port,
                     ),
                     10,
                 )
                 await asyncio.wait_for(proto.ready, 15)
                 conns[i] = proto
+                landed[i] = (host, port)
             except (
                 OSError,
                 RestError,
@@ -191,8 +214,9 @@ async def run_async(cfg: LoadConfig) -> dict:
         if cfg.target == "voiceroom":
             users, room_ids = await setup_voiceroom(cfg, nodes, loop, pool)
         log(cfg, f"connecting {total} sockets to {len(nodes)} node(s) ...")
+        landed: dict[int, tuple[str, int]] = {}
         await connect_members(
-            cfg, nodes, loop, pool, stats, conns, errors, range(total), users, room_ids
+            cfg, nodes, loop, pool, stats, conns, errors, range(total), users, room_ids, landed
         )
         connected = sum(1 for c in conns if c is not None)
         per_room = [0] * cfg.rooms
@@ -316,6 +340,14 @@ async def run_async(cfg: LoadConfig) -> dict:
                 "stalled_client_queued_kib",
             ]
             result["stalled"]["timeline"] = stall_timeline
+        # Placement: a room is split when its members' sockets are on more than one node.
+        where: dict[int, set[tuple[str, int]]] = {}
+        for i, target in landed.items():
+            where.setdefault(i // cfg.members, set()).add(target)
+        result["rooms_split"] = sum(1 for s in where.values() if len(s) > 1)
+        result["sockets_per_node"] = sorted(
+            Counter(f"{h}:{p}" for h, p in landed.values()).values(), reverse=True
+        )
         result["setup_s"] = round(setup_s, 2)
         result["setup_rest_retries"] = sum(n.rest.retries for n in nodes)
     finally:

@@ -8,6 +8,7 @@
     python -m bench.run --scenario soak                    # 10 min at the default load
     python -m bench.run --scenario soak --duration 60 --warmup 20 --interval 10  # short
     python -m bench.run --recording 10 --no-bare   # each server twice: none, then 10 recording
+    python -m bench.run --scenario placement    # 1 node vs 2 nodes with placement, 10 and 20 rooms
 
 Servers are pinned to core 0 (`taskset -c 0`), the load generator to core 1. Every
 figure that matters is a ratio to the bare relay of the same run ("x bare"). Results go
@@ -65,7 +66,13 @@ SCENARIOS = {
     # (bench.soak). No bare relay unless --server none.
     "soak": {"rooms": 10, "members": 20, "speakers": 2, "fps": 50, "frame_bytes": 120,
              "duration": 600, "warmup": 60, "interval": 30},
+    # Issue 14: at each of PLACEMENT_ROOMS, one uvicorn node, then two nodes with
+    # placement (VOICEROOM_NODE_URL on each; the load generator follows ws_url), in one
+    # run. "x 1 node" is the two nodes' summed CPU per delivery over the one node's.
+    "placement": {"rooms": 10, "members": 20, "speakers": 2, "fps": 50, "frame_bytes": 120,
+                  "duration": 20, "warmup": 5},
 }  # fmt: skip
+PLACEMENT_ROOMS = (10, 20)
 PARAM_KEYS = ("rooms", "members", "speakers", "fps", "frame_bytes", "duration", "warmup",
               "stalled", "interval")  # fmt: skip
 FLOAT_KEYS = ("duration", "warmup", "interval")
@@ -367,10 +374,12 @@ class Runner:
         raise ValueError(server)
 
     @contextlib.contextmanager
-    def server_nodes(self, server: str, nodes: int):
+    def server_nodes(self, server: str, nodes: int, placement: bool = False):
         """`nodes` voiceroom nodes on the server core, /healthz answered; yields (procs, urls).
 
-        On an error the tail of the server log is printed.
+        With `placement`, each node gets its own URL as VOICEROOM_NODE_URL, so rooms get
+        a home node and the joins' ws_url names it. On an error the tail of the server
+        log is printed.
         """
         self.migrate()
         procs: list[subprocess.Popen] = []
@@ -380,11 +389,14 @@ class Runner:
             with logf.open("ab") as fh:
                 for _ in range(nodes):
                     port = free_port()
+                    env = dict(self.env)
+                    if placement:
+                        env["VOICEROOM_NODE_URL"] = f"http://127.0.0.1:{port}"
                     procs.append(
                         subprocess.Popen(
                             pinned(SERVER_CORE, self.server_argv(server, port)),
                             cwd=ROOT,
-                            env=self.env,
+                            env=env,
                             stdout=fh,
                             stderr=subprocess.STDOUT,
                         )
@@ -392,6 +404,8 @@ class Runner:
                     urls.append(f"http://127.0.0.1:{port}")
             for proc, url in zip(procs, urls, strict=True):
                 wait_healthz(url, proc, 90)
+            if placement:
+                time.sleep(2.5)  # every node has heartbeaten (from its first request) twice
             yield procs, urls
         except Exception:
             log(f"{server} log tail ({logf}):\n{tail(logf)}")
@@ -403,15 +417,27 @@ class Runner:
     def log_path(self, server: str) -> Path:
         return self.workdir / f"{server}.log"
 
-    def run_server(self, server: str, rooms: int, record_rooms: int = 0) -> dict:
+    def run_server(
+        self,
+        server: str,
+        rooms: int,
+        record_rooms: int = 0,
+        nodes: int | None = None,
+        placement: bool = False,
+        label: str | None = None,
+    ) -> dict:
         logf = self.log_path(server)
         offset = logf.stat().st_size if logf.exists() else 0
-        label = f"{server}+rec{record_rooms}" if record_rooms else server
-        with self.server_nodes(server, self.args.nodes) as (procs, urls):
+        count = self.args.nodes if nodes is None else nodes
+        if label is None:
+            label = f"{server}+rec{record_rooms}" if record_rooms else server
+        with self.server_nodes(server, count, placement) as (procs, urls):
             res = self.loadgen(
                 "voiceroom", urls, [p.pid for p in procs], label, rooms, record_rooms
             )
         res["server_log"] = log_problems(logf, offset)
+        res["nodes"] = count
+        res["placement"] = placement
         return res
 
 
@@ -469,10 +495,12 @@ def table(rows: list[dict]) -> str:
             fmt(r.get("x_bare"), "{:.2f}"),
             fmt(r["redis_cpu_us_per_delivery"]),
             fmt(r["loadgen_cpu_pct"], "{:.0f}"),
+            fmt(r.get("x_one_node"), "{:.2f}"),
+            fmt(r.get("rooms_split"), "{:.0f}"),
         ])  # fmt: skip
     columns = ["rooms", "server", "loss %", "p50 ms", "p99 ms", "max ms", "deliveries/s",
                "server CPU us/delivery", "x bare", "redis CPU us/delivery",
-               "loadgen CPU %"]  # fmt: skip
+               "loadgen CPU %", "x 1 node", "rooms split"]  # fmt: skip
     return md_table(columns, cells)
 
 
@@ -553,6 +581,38 @@ def recording_table(rows: list[dict]) -> str:
     return md_table(columns, cells)
 
 
+def _x_bare(res: dict, bare: dict | None) -> None:
+    if bare and res.get("server_cpu_us_per_delivery") and bare.get("server_cpu_us_per_delivery"):
+        res["x_bare"] = round(
+            res["server_cpu_us_per_delivery"] / bare["server_cpu_us_per_delivery"], 2
+        )
+
+
+def placement_pair(runner: Runner, server: str, rooms: int, bare: dict | None) -> list[dict]:
+    """One node, then two nodes with placement, at the same load: the two nodes' summed
+    CPU per delivery over the one node's is "x 1 node" (issue 14: at most 1.1)."""
+    out = []
+    for nodes, placement, label in (
+        (1, False, f"{server} 1 node"),
+        (2, True, f"{server} 2 nodes placed"),
+    ):
+        log(f"--- {rooms} rooms: {label}")
+        try:
+            res = runner.run_server(server, rooms, nodes=nodes, placement=placement, label=label)
+        except Exception as exc:
+            log(f"{label} failed: {exc}")
+            res = {"server": label, "rooms": rooms, "error": str(exc)}
+        _x_bare(res, bare)
+        out.append(res)
+    one, two = out
+    if one.get("server_cpu_us_per_delivery") and two.get("server_cpu_us_per_delivery"):
+        two["x_one_node"] = round(
+            two["server_cpu_us_per_delivery"] / one["server_cpu_us_per_delivery"], 2
+        )
+        one["x_one_node"] = 1.0
+    return out
+
+
 def passed(res: dict, max_p99: float, max_loss: float) -> bool:
     if "error" in res or res.get("loss_pct") is None:
         return False
@@ -617,6 +677,10 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         if args.ladder
         else [params["rooms"]]
     )
+    if args.scenario == "placement" and not args.ladder and args.rooms is None:
+        steps = list(PLACEMENT_ROOMS)
+        if not runner.redis_url:
+            raise SystemExit("the placement scenario needs Redis (placement lives there)")
     rows: list[dict] = []
     active = list(servers)
     try:
@@ -637,6 +701,10 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
                     (server, rec) for server in active for rec in (0, min(args.recording, rooms))
                 ]
             for server, record_rooms in variants:
+                if args.scenario == "placement":
+                    if not record_rooms:
+                        rows += placement_pair(runner, server, rooms, bare)
+                    continue
                 log(f"--- {rooms} rooms: {server}, {record_rooms} recording")
                 try:
                     res = runner.run_server(server, rooms, record_rooms)
@@ -644,16 +712,13 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
                     log(f"{server} failed: {exc}")
                     res = {"server": server, "rooms": rooms, "error": str(exc)}
                 res["record_rooms"] = record_rooms
-                if (
-                    bare
-                    and res.get("server_cpu_us_per_delivery")
-                    and bare.get("server_cpu_us_per_delivery")
-                ):
-                    res["x_bare"] = round(
-                        res["server_cpu_us_per_delivery"] / bare["server_cpu_us_per_delivery"], 2
-                    )
+                _x_bare(res, bare)
                 rows.append(res)
-                if args.ladder and not passed(res, args.max_p99_ms, args.max_loss_pct):
+                if (
+                    args.ladder
+                    and server in active
+                    and not passed(res, args.max_p99_ms, args.max_loss_pct)
+                ):
                     log(f"{server} stops at {rooms} rooms")
                     active.remove(server)
             if args.ladder and servers and not active:

@@ -4,6 +4,7 @@ A process has one `Runtime` (`current()`), made from settings on first use:
 - the relay registry (room -> local sockets) and its two watches (event-loop lag for
   load shedding, stalled sockets);
 - the presence store (Redis or in-process) and the Redis voice bus with its tasks;
+- with Redis, the placement directory (realtime/placement.py: heartbeats, room homes);
 - the jobs other apps register (`register_job`): the rooms app registers its
   housekeeping loop (heartbeats, dead nodes, expired resume windows; rooms/reaper.py)
   and the speak re-check (`set_speak_check`), so realtime never imports rooms' models
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from realtime.bus import VoiceBus
+from realtime.placement import Directory, check_node_url
 from realtime.presence import NODE_ID, LocalStore, RedisStore, Store
 from realtime.redis_client import RedisConfig, drop_channel_layer_connections, follow_master
 from realtime.relay import Relay
@@ -64,9 +66,15 @@ class Runtime:
         shed_after_lag_s: float = 0.0,
         stalled_close_s: float = 0.0,
         speak_recheck_s: float = 0.0,
+        node_url: str = "",
+        node_capacity: int = 5000,
     ) -> None:
         self.node_id = node_id
         self.redis = RedisConfig.of(redis) if redis else None
+        # Placement (realtime/placement.py): only with Redis, where the homes are kept.
+        self.node_url = check_node_url(node_url)
+        self.node_capacity = node_capacity
+        self.placement: Directory | None = Directory(redis, redis_prefix) if redis else None
         self.relay = Relay()
         self.store: Store = RedisStore(redis, redis_prefix) if redis else LocalStore()
         self.bus: VoiceBus | None = None
@@ -91,6 +99,8 @@ class Runtime:
             shed_after_lag_s=settings.VOICEROOM_SHED_AFTER_LAG_MS / 1000,
             stalled_close_s=float(settings.VOICEROOM_STALLED_SOCKET_CLOSE_S),
             speak_recheck_s=float(settings.VOICEROOM_SPEAK_RECHECK_S),
+            node_url=settings.VOICEROOM_NODE_URL,
+            node_capacity=settings.VOICEROOM_NODE_CAPACITY,
         )
 
     @property

@@ -1,4 +1,5 @@
-"""The per-process housekeeping loop: node heartbeats, dead nodes, expired resume windows;
+"""The per-process housekeeping loop: node heartbeats (presence and placement), dead nodes
+(their participants and their rooms), expired resume windows;
 and the speak re-check's database read.
 
 Every node runs one: the rooms app registers `run` as a job of the realtime runtime
@@ -35,7 +36,11 @@ RETRY_TIMEOUT_S = 1.0  # a resume window whose timeout failed is tried again thi
 _last_absent_reap = time.time()
 
 
-def tick(now: float | None = None, sequences: Sequence[tuple[int, int, str, int]] = ()) -> bool:
+def tick(
+    now: float | None = None,
+    sequences: Sequence[tuple[int, int, str, int]] = (),
+    sockets: int = 0,
+) -> bool:
     """One round of housekeeping (synchronous; runs in a worker thread).
 
     Returns True when this node's heartbeat entry was missing: presence may have lost
@@ -47,6 +52,7 @@ def tick(now: float | None = None, sequences: Sequence[tuple[int, int, str, int]
     now = time.time() if now is None else now
     dead_after = float(settings.VOICEROOM_NODE_DEAD_AFTER_S)
     lost = store.heartbeat(presence.NODE_ID, now)
+    services.placement_beat(sockets=sockets, now=now)
     beat = time.monotonic()
     if _last_beat is None or beat - _last_beat > dead_after / 2:
         # Our own heartbeats stopped for a while (Redis down or hung, or this process
@@ -67,6 +73,9 @@ def tick(now: float | None = None, sequences: Sequence[tuple[int, int, str, int]
                 "node %s stopped heartbeating; its participants enter their resume window", node
             )
             services.participants_detached(sessions=store.detach_node(node))
+            # Its rooms get live homes now, so `ws_url` names a live node before their
+            # members come back for it (contract v1.1: within 10 s of the death).
+            services.rooms_rehome(node=node, now=now)
     for room_id, user_id, session_id in store.pop_expired(now):
         try:
             services.participant_timeout(room_id=room_id, user_id=user_id, session_id=session_id)
@@ -105,7 +114,10 @@ async def run(rt: Runtime) -> None:
     pruned = time.monotonic()
     while True:
         try:
-            lost = await database_sync_to_async(tick)(sequences=relay.unsaved_sequences())
+            lost = await database_sync_to_async(tick)(
+                sequences=relay.unsaved_sequences(),
+                sockets=sum(len(room) for room in relay.rooms.values()),
+            )
             if time.monotonic() - pruned > ABSENT_EVERY_S:
                 pruned = time.monotonic()
                 # Memory only: the sessions kept for `reattach`, of sockets now gone.

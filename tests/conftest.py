@@ -63,14 +63,20 @@ def pytest_runtest_setup(item):
 def _clean_live_state(settings):
     """Each test gets a fresh realtime runtime (relay registry, presence store, voice bus,
     background tasks; made from this test's settings on first use), empty presence and
-    an empty cache. The runtime is dropped afterwards, its tasks cancelled."""
+    placement, and an empty cache. The runtime is dropped afterwards, its tasks cancelled."""
     from django.core.cache import cache
 
     from realtime import runtime
 
     runtime.install(None)
-    runtime.current().store.clear()
+    _clear(runtime.current())
     cache.clear()
     yield
-    runtime.current().store.clear()
+    _clear(runtime.current())
     runtime.install(None)
+
+
+def _clear(rt) -> None:
+    rt.store.clear()
+    if rt.placement is not None:
+        rt.placement.clear()

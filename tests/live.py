@@ -533,10 +533,17 @@ class Nginx:
     BINARY = "/usr/sbin/nginx"
     CONF = ROOT / "docker" / "nginx.conf"
 
-    def __init__(self, upstream: str, folder: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str | dict[str, str],
+        folder: Path,
+        port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.folder = folder
-        self.upstream = upstream  # "127.0.0.1:PORT" of the node(s)
+        # "127.0.0.1:PORT" standing for every node, or each node's by its compose name
+        # ({"app1": "127.0.0.1:PORT", ...}: the /node/<id>/ prefixes reach distinct nodes).
+        self.upstream = upstream
         self.log = folder / "nginx.log"
         self.proc: subprocess.Popen | None = None
 
@@ -550,7 +557,12 @@ class Nginx:
 
     def render(self) -> str:
         text = self.CONF.read_text()
-        text, nodes = re.subn(r"server app\d+:8000", f"server {self.upstream}", text)
+
+        def node(match: re.Match) -> str:
+            up = self.upstream
+            return f"server {up if isinstance(up, str) else up[match.group(1)]}"
+
+        text, nodes = re.subn(r"server (app\d+):8000", node, text)
         text, listens = re.subn(
             r"listen 80 default_server;", f"listen 127.0.0.1:{self.port} default_server;", text
         )

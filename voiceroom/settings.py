@@ -314,6 +314,12 @@ VOICEROOM_RESUME_WINDOW_S = env.int("VOICEROOM_RESUME_WINDOW_S", default=20)
 VOICEROOM_TICKET_TTL_S = env.int("VOICEROOM_TICKET_TTL_S", default=60)
 VOICEROOM_NODE_HEARTBEAT_S = env.float("VOICEROOM_NODE_HEARTBEAT_S", default=2.0)
 VOICEROOM_NODE_DEAD_AFTER_S = env.float("VOICEROOM_NODE_DEAD_AFTER_S", default=6.0)
+# Placement (contract v1.1): this node's public base URL, http(s)://host[:port][/prefix].
+# Set on every node (with Redis), each room gets a home node and `ws_url` names it;
+# unset, `ws_url` is the path /ws/rooms/{id}/ and any node serves any room.
+VOICEROOM_NODE_URL = env.str("VOICEROOM_NODE_URL", default="")
+# Sockets a node is meant to hold: placement puts new rooms only on nodes below it.
+VOICEROOM_NODE_CAPACITY = env.int("VOICEROOM_NODE_CAPACITY", default=5000)
 # Shed new voice frames while the event loop runs this late (overload); 0 turns it off.
 VOICEROOM_SHED_AFTER_LAG_MS = env.int("VOICEROOM_SHED_AFTER_LAG_MS", default=150)
 # A socket whose server-side send buffer stays full (the client stopped reading) or that

@@ -237,3 +237,46 @@ test('a new connect() or disconnect() ends a reconnect loop in progress', async 
   assert.equal(transport.opened.length, 2);
   assert.equal(client.state, 'closed');
 });
+
+test('the client connects where ws_url says, and after a failed resume follows the room to its new node', async () => {
+  const transport = new ScriptedTransport();
+  const asked = [];
+  let home = 'ws://one.example/node/a/ws/rooms/5/';
+  const client = new VoiceRoomClient({
+    baseUrl: 'http://server.invalid',
+    transport,
+    heartbeatMs: 0,
+    reconnect: { baseDelayMs: 1, maxDelayMs: 2 },
+    fetch: async (url) => {
+      asked.push(url);
+      const body = { ticket: `t${asked.length}`, ticket_expires_in: 60, ws_url: home };
+      return { ok: true, status: 200, text: async () => JSON.stringify(body) };
+    },
+  });
+  const connected = client.connect(5); // asks a ticket: its ws_url is where to go
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(transport.last.url, 'ws://one.example/node/a/ws/rooms/5/?ticket=t1');
+  serve(transport.last, welcome());
+  await connected;
+
+  // The node dies: the resume at the old place fails, the room moved meanwhile.
+  home = 'wss://one.example/node/b/ws/rooms/5/';
+  transport.last.onclose({ code: 1006, reason: '' });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(transport.last.url, 'ws://one.example/node/a/ws/rooms/5/?resume=tok');
+  transport.last.onclose({ code: 1006, reason: '' }); // refused connection: no welcome
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(asked.length, 2); // asked where the room lives
+  assert.equal(transport.last.url, 'wss://one.example/node/b/ws/rooms/5/?resume=tok');
+  serve(transport.last, welcome({ resumed: true, session: { resume_token: 'tok2', resume_window_s: 20 } }));
+  assert.equal(client.state, 'open');
+
+  // A path ws_url is relative to the REST origin (wsBaseUrl).
+  home = '/ws/rooms/5/';
+  transport.last.onclose({ code: 1006, reason: '' });
+  await new Promise((r) => setTimeout(r, 20));
+  transport.last.onclose({ code: 1006, reason: '' });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(transport.last.url, 'ws://server.invalid/ws/rooms/5/?resume=tok2');
+  client.disconnect();
+});

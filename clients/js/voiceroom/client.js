@@ -108,6 +108,12 @@ export class VoiceRoomClient extends RoomCommands {
     /** @type {string|undefined} */
     this._joinPassword = undefined;
     this._loopToken = 0;
+    /**
+     * Where the room lives: the latest `ws_url` the server answered (join, ticket) for
+     * that room. An absolute ws(s):// URL names the room's home node; a path is relative
+     * to wsBaseUrl. @type {{roomId: number, url: string}|null}
+     */
+    this._wsUrl = null;
   }
 
   // -- the socket -----------------------------------------------------------------------
@@ -121,6 +127,7 @@ export class VoiceRoomClient extends RoomCommands {
    */
   async join(roomId, options = {}) {
     const joined = await this.joinRoom(roomId, options);
+    this._noteWsUrl(roomId, joined);
     const welcome = await this.connect(roomId, { ticket: joined.ticket });
     this._joinPassword = options.password; // to join again if the resume window passes
     return welcome;
@@ -213,8 +220,10 @@ export class VoiceRoomClient extends RoomCommands {
   /** @returns {Promise<Record<string, string>>} */
   async _freshCredentials() {
     if (this.transport.sendsHeaders && this.token) return {};
-    const { ticket } = await this.ticket(/** @type {number} */ (this.roomId));
-    return { ticket };
+    const roomId = /** @type {number} */ (this.roomId);
+    const answer = await this.ticket(roomId);
+    this._noteWsUrl(roomId, answer);
+    return { ticket: answer.ticket };
   }
 
   /**
@@ -225,12 +234,54 @@ export class VoiceRoomClient extends RoomCommands {
    */
   async _reconnectCredentials() {
     const roomId = /** @type {number} */ (this.roomId);
+    let answer;
     try {
-      return { ticket: (await this.ticket(roomId)).ticket };
+      answer = await this.ticket(roomId);
     } catch (err) {
       if (!(err instanceof VoiceRoomError) || err.code !== 'not_a_member' || !this.reconnectOptions.rejoin) throw err;
-      return { ticket: (await this.joinRoom(roomId, { password: this._joinPassword })).ticket };
+      answer = await this.joinRoom(roomId, { password: this._joinPassword });
     }
+    this._noteWsUrl(roomId, answer);
+    return { ticket: answer.ticket };
+  }
+
+  /**
+   * Remember the `ws_url` of a join or ticket answer: where the room lives now.
+   * @param {number} roomId
+   * @param {any} answer
+   */
+  _noteWsUrl(roomId, answer) {
+    if (answer && typeof answer.ws_url === 'string' && answer.ws_url) this._wsUrl = { roomId, url: answer.ws_url };
+  }
+
+  /**
+   * The socket URL for the current room: the latest `ws_url` (absolute, or a path
+   * under wsBaseUrl), else the room's path under wsBaseUrl.
+   * @param {Record<string, string>} query
+   * @returns {string}
+   */
+  _socketUrl(query) {
+    const known = this._wsUrl && this._wsUrl.roomId === this.roomId ? this._wsUrl.url : null;
+    const where = known || `/ws/rooms/${this.roomId}/`;
+    const base = /^wss?:\/\//i.test(where) ? where : `${this.wsBaseUrl}${where.startsWith('/') ? '' : '/'}${where}`;
+    return base + queryString(query);
+  }
+
+  /**
+   * A resume failed without being refused (the node is unreachable, or closed the socket
+   * before its welcome): the room may have moved to another node. Ask the server where
+   * it lives now (the ticket answer's `ws_url`). True when the answer names a new place.
+   * @returns {Promise<boolean>}
+   */
+  async _relocate() {
+    const roomId = /** @type {number} */ (this.roomId);
+    const before = this._wsUrl && this._wsUrl.roomId === roomId ? this._wsUrl.url : null;
+    try {
+      this._noteWsUrl(roomId, await this.ticket(roomId));
+    } catch (_) {
+      return false; // the REST side is unreachable too: retry later, same place
+    }
+    return Boolean(this._wsUrl && this._wsUrl.roomId === roomId && this._wsUrl.url !== before);
   }
 
   /**
@@ -240,7 +291,7 @@ export class VoiceRoomClient extends RoomCommands {
    */
   _open(query) {
     const generation = ++this._generation;
-    const url = `${this.wsBaseUrl}/ws/rooms/${this.roomId}/${queryString(query)}`;
+    const url = this._socketUrl(query);
     /** @type {Record<string, string>} */
     const headers = {};
     if (this.transport.sendsHeaders && this.token) headers.Authorization = `Token ${this.token}`;
@@ -386,6 +437,11 @@ export class VoiceRoomClient extends RoomCommands {
           this._emit('close', { code: e.closeCode || 0, reason: e.code, willReconnect: false });
           this._setState('closed');
           return;
+        }
+        if (resume) {
+          // The resume failed without being refused: the node may be dead and the room
+          // moved. Ask where it lives now; if elsewhere, resume there at once.
+          if (await this._relocate()) delayNext = false;
         }
       }
     }

@@ -206,7 +206,7 @@ export class RestClient extends Emitter {
     return this.request('POST', `/api/rooms/${roomId}/join`, options.password ? { password: options.password } : {});
   }
 
-  /** A fresh single-use socket ticket. @param {number} roomId @returns {Promise<{ticket: string, ticket_expires_in: number}>} */
+  /** A fresh single-use socket ticket, and where the room lives now (`ws_url`). @param {number} roomId @returns {Promise<{ticket: string, ticket_expires_in: number, ws_url: string}>} */
   ticket(roomId) {
     return this.request('POST', `/api/rooms/${roomId}/ticket`);
   }

@@ -84,7 +84,8 @@
  * @typedef {Object} JoinResult
  * @property {Room} room
  * @property {Member} member
- * @property {string} ws_url
+ * @property {string} ws_url where the room lives: an absolute ws(s):// URL of its home
+ *   node, or the path /ws/rooms/{id}/ (relative to the REST origin)
  * @property {string} ticket
  * @property {number} ticket_expires_in
  */

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -40,6 +40,19 @@ from rooms.models import (
     Room,
 )
 from voiceroom.errors import PARSER_CLASSES
+
+WS_URL_HELP = (
+    "Where the room lives now: open (and resume) its WebSocket here. An absolute "
+    "ws(s):// URL of the room's home node when the deployment names node URLs, else "
+    "the path /ws/rooms/{id}/ (relative to this origin)."
+)
+
+
+@extend_schema_serializer(component_name="RoomDetail")
+class RoomDetailOutputSerializer(RoomDetailSerializer):
+    """A room, the participants in it now, and where its socket lives (`ws_url`)."""
+
+    ws_url = serializers.CharField(help_text=WS_URL_HELP)
 
 
 class RoomListCreateApi(APIView):
@@ -150,10 +163,12 @@ class RoomDetailApi(APIView):
         operation_id="rooms_retrieve",
         summary="A room, with the participants in it now",
         parameters=[ROOM_ID],
-        responses={200: RoomDetailSerializer, 401: E401, 404: E404_ROOM},
+        responses={200: RoomDetailOutputSerializer, 401: E401, 404: E404_ROOM},
     )
     def get(self, request: Request, room_id: str) -> Response:
-        return Response(RoomDetailSerializer(_room(room_id)).data)
+        room = _room(room_id)
+        data = RoomDetailSerializer(room).data
+        return Response({**data, "ws_url": services.room_ws_url(room_id=room.pk)})
 
     @extend_schema(
         operation_id="rooms_update",
@@ -198,9 +213,10 @@ class RoomOpenApi(APIView):
 
 class TicketOutputSerializer(serializers.Serializer):
     ticket = serializers.CharField(
-        help_text="Single use: connect with `/ws/rooms/{id}/?ticket=<ticket>` before it expires."
+        help_text="Single use: connect with `<ws_url>?ticket=<ticket>` before it expires."
     )
     ticket_expires_in = serializers.IntegerField(help_text="Seconds the ticket stays valid.")
+    ws_url = serializers.CharField(help_text=WS_URL_HELP)
 
     class Meta:
         ref_name = "Ticket"
@@ -209,7 +225,6 @@ class TicketOutputSerializer(serializers.Serializer):
 class JoinOutputSerializer(TicketOutputSerializer):
     room = RoomSerializer()
     member = MemberSerializer()
-    ws_url = serializers.CharField(help_text="Where to open the room's WebSocket.")
 
     class Meta:
         ref_name = "JoinResult"
@@ -260,7 +275,7 @@ class RoomJoinApi(APIView):
         payload = {
             "room": joined.room,
             "member": joined.membership,
-            "ws_url": f"/ws/rooms/{joined.room.pk}/",
+            "ws_url": services.room_ws_url(room_id=joined.room.pk),
             "ticket": joined.ticket,
             "ticket_expires_in": joined.ticket_expires_in,
         }
@@ -282,8 +297,14 @@ class RoomTicketApi(APIView):
         },
     )
     def post(self, request: Request, room_id: str) -> Response:
-        ticket, ttl = services.ticket_member_issue(room=_room(room_id), user=_user(request))
-        return Response(TicketOutputSerializer({"ticket": ticket, "ticket_expires_in": ttl}).data)
+        room = _room(room_id)
+        ticket, ttl = services.ticket_member_issue(room=room, user=_user(request))
+        payload = {
+            "ticket": ticket,
+            "ticket_expires_in": ttl,
+            "ws_url": services.room_ws_url(room_id=room.pk),
+        }
+        return Response(TicketOutputSerializer(payload).data)
 
 
 class RoomLeaveApi(APIView):
