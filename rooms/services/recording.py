@@ -56,18 +56,32 @@ def recording_set(*, room: Room, actor: policy.Actor, active: bool) -> dict:
             events.recording_control(room.pk, control_message(current))
             operator_event("recording.started", room=room, data={"recording_id": current.pk})
         elif not active and current is not None:
-            current.ended_at = datetime.now(UTC)
-            current.save(update_fields=["ended_at"])
-            room.recording = False
+            _end(room, current)
             room.save(update_fields=["recording", "updated_at"])
             events.room_updated(room)
-            events.recording_control(room.pk, control_message(current))
-            operator_event("recording.stopped", room=room, data={"recording_id": current.pk})
         latest = current or Recording.objects.filter(room=room).first()
     return {
         "active": room.recording,
         "started_at": selectors._drf_datetime(latest.started_at) if latest else None,
     }
+
+
+def recording_end_with_room(room: Room) -> None:
+    """The room closes (rooms.services.rooms.room_close, inside its transaction, with the
+    room locked): a running recording ends with it. The caller saves `room` and sends its
+    room.updated."""
+    current = Recording.objects.filter(room=room, ended_at__isnull=True).first()
+    if current is not None:
+        _end(room, current)
+
+
+def _end(room: Room, current: Recording) -> None:
+    current.ended_at = datetime.now(UTC)
+    current.save(update_fields=["ended_at"])
+    room.recording = False
+    # Every node holding a recorder for the room closes its tracks.
+    events.recording_control(room.pk, control_message(current))
+    operator_event("recording.stopped", room=room, data={"recording_id": current.pk})
 
 
 def control_message(recording: Recording) -> dict:

@@ -33,6 +33,7 @@ from rooms.services._common import (
     _seat_changed,
     _seat_request_drop,
 )
+from rooms.services.recording import recording_end_with_room
 from webhooks.services import record_event
 
 
@@ -168,7 +169,8 @@ def room_close(*, room: Room, actor: policy.Actor) -> Room:
     if room.status == Room.Status.CLOSED:
         return room
     room.status = Room.Status.CLOSED
-    room.save(update_fields=["status", "updated_at"])
+    recording_end_with_room(room)  # a recording ends with its room
+    room.save(update_fields=["status", "recording", "updated_at"])
     Membership.objects.filter(room=room).exclude(seat=None).update(seat=None)
     Membership.objects.filter(room=room, active=True).update(active=False)
     # Every socket is about to close; the requests go without an event each.

@@ -110,6 +110,21 @@ def test_recording_switch_shows_in_the_room_and_lists_recordings():
     assert set(listed[0]) == {"id", "started_at", "ended_at", "tracks"}
 
 
+def test_closing_the_room_ends_its_recording():
+    from rooms.models import Recording
+
+    room, (alice,) = _room_with("alice")
+    owner = client_for(room.owner)
+    assert owner.post(room_url(room, "recording"), {"active": True}, format="json").json()["active"]
+    services.room_close(room=room, actor=room.owner)
+    room.refresh_from_db()
+    assert room.recording is False
+    (recording,) = Recording.objects.filter(room=room)
+    assert recording.ended_at is not None
+    listed = owner.get(room_url(room, "recordings")).json()
+    assert listed[0]["ended_at"]
+
+
 def test_members_may_not_record_or_list_recordings():
     room, (alice,) = _room_with("alice")
     client = client_for(alice)
