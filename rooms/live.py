@@ -2,12 +2,8 @@
 
 For each live room: its participants (connected, and in their resume window), the nodes
 their sockets are on, who may speak now (the relay's own rule, rooms.policy.may_speak,
-as the speak re-check reads it), and, when this deployment has them, whether the room
-is being recorded and how many of its reports are open.
-
-Recording and reports are optional here: `optional_columns()` says which of the two
-models exist (`rooms.Recording`, open while `ended_at` is null; `rooms.Report`, open
-while `status` is "open"), and the page shows a column only for those.
+as the speak re-check reads it), whether the room is being recorded (a `Recording`
+without `ended_at`) and how many of its reports are open.
 """
 
 from __future__ import annotations
@@ -15,45 +11,27 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from django.apps import apps
-from django.db.models import Count, Model
+from django.db.models import Count
 
 from realtime import presence
-from rooms.models import Membership, Room
+from rooms.models import Membership, Recording, Report, Room
 from rooms.reaper import speak_states
 
 LIVE_LIMIT = 100
 _CHUNK = 500
 
 
-def _model(name: str) -> type[Model] | None:
-    try:
-        return apps.get_model("rooms", name)
-    except LookupError:
-        return None
-
-
-def optional_columns() -> dict[str, bool]:
-    return {"recording": _model("Recording") is not None, "reports": _model("Report") is not None}
-
-
-def _recording(room_ids: list[int]) -> set[int] | None:
-    model = _model("Recording")
-    if model is None:
-        return None
+def _recording(room_ids: list[int]) -> set[int]:
     return set(
-        model._default_manager.filter(room_id__in=room_ids, ended_at__isnull=True).values_list(
+        Recording.objects.filter(room_id__in=room_ids, ended_at__isnull=True).values_list(
             "room_id", flat=True
         )
     )
 
 
-def _open_reports(room_ids: list[int]) -> dict[int, int] | None:
-    model = _model("Report")
-    if model is None:
-        return None
+def _open_reports(room_ids: list[int]) -> dict[int, int]:
     return dict(
-        model._default_manager.filter(room_id__in=room_ids, status="open")
+        Report.objects.filter(room_id__in=room_ids, status=Report.Status.OPEN)
         .order_by()
         .values_list("room_id")
         .annotate(n=Count("id"))
@@ -106,11 +84,9 @@ def live_rooms(*, limit: int = LIVE_LIMIT) -> list[dict[str, Any]]:
             "resuming": len(found) - len(connected),
             "nodes": dict(sorted(Counter(s.node for s in connected).items())),
             "speakers": speakers,
+            "recording": room_id in recording,
+            "open_reports": reports.get(room_id, 0),
         }
-        if recording is not None:
-            row["recording"] = room_id in recording
-        if reports is not None:
-            row["open_reports"] = reports.get(room_id, 0)
         out.append(row)
     out.sort(key=lambda r: (-r["participants"], r["id"]))
     return out

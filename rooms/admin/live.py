@@ -26,7 +26,7 @@ def _data(request: HttpRequest) -> dict:
         error = ""
     except Exception:  # Redis down: the page says so and keeps polling
         rooms, error = [], "Presence store unreachable: live rooms unavailable."
-    return {"rooms": rooms, "columns": live.optional_columns(), "error": error}
+    return {"rooms": rooms, "error": error}
 
 
 def live_urls(model_admin: admin.ModelAdmin) -> list:

@@ -55,11 +55,21 @@ def test_a_dropped_socket_counts_as_resuming_and_not_speaking():
     assert (row["participants"], row["resuming"], row["speakers"]) == (1, 1, [])
 
 
-def test_columns_of_absent_models_are_not_shown(staff_client):
-    columns = live.optional_columns()
+def test_recording_state_and_open_reports_are_shown(staff_client, settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    room = RoomFactory()
+    ann, bob = UserFactory(username="ann"), UserFactory(username="bob")
+    join(room, ann, "n1")
+    join(room, bob, "n1")
+    (row,) = live.live_rooms()
+    assert (row["recording"], row["open_reports"]) == (False, 0)
+    services.recording_set(room=room, actor=room.owner, active=True)
+    services.report_create(room=room, reporter=ann, user_id=bob.pk, reason="shouting")
+    (row,) = live.live_rooms()
+    assert (row["recording"], row["open_reports"]) == (True, 1)
     page = staff_client.get(PAGE).content.decode()
-    assert ('id="col-recording"' in page) == columns["recording"]
-    assert ('id="col-reports"' in page) == columns["reports"]
+    assert 'id="col-recording"' in page and 'id="col-reports"' in page
+    assert '<span class="rec-on">recording</span>' in page
 
 
 def test_the_page_and_its_data(staff_client):
