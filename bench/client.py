@@ -1,8 +1,10 @@
 """A room member of the load generator: counts and times the voice frames it receives,
 and the speaker that sends them on an absolute schedule.
 
-Speakers send binary frames of `frame_bytes`; the payload starts with the send time
-(perf_counter ns, big-endian int64) and the speaker's index (uint32), padded with zeros.
+Speakers send binary frames of `frame_bytes`; the payload starts with the clients' codec
+byte (0x02, Opus: docs/protocol.md 4.2, so a recorded room's writer muxes every frame as
+it would a real client's), then the send time (perf_counter ns, big-endian int64) and the
+speaker's index (uint32), padded with zeros.
 Listeners parse the server's 9-byte header (kind, sender id, sequence), read the send time
 back and record the latency; they check the sequence per sender for gaps.
 """
@@ -20,10 +22,12 @@ from array import array
 
 from bench.wsclient import OPEN, HandshakeError, WSClientProtocol, perf_ns
 
-# Server -> client voice frame: header (kind, sender id, seq) + our payload (ts, index).
-VOICE = struct.Struct("!BIIqI")
-PAYLOAD_HEAD = struct.Struct("!qI")
-PAYLOAD_MIN = PAYLOAD_HEAD.size  # 12
+# Server -> client voice frame: header (kind, sender id, seq) + our payload (codec, ts,
+# index).
+VOICE = struct.Struct("!BIIBqI")
+PAYLOAD_HEAD = struct.Struct("!BqI")
+PAYLOAD_MIN = PAYLOAD_HEAD.size  # 13
+AUDIO_OPUS = 0x02
 HEADER_SIZE = 9
 
 
@@ -148,7 +152,7 @@ class BenchClient(WSClientProtocol):
             st.malformed += 1
             if end - start < VOICE.size:
                 return
-        kind, uid, seq, ts, sidx = VOICE.unpack_from(data, start)
+        kind, uid, seq, _codec, ts, sidx = VOICE.unpack_from(data, start)
         st.recv += 1
         last_seq = self.last_seq
         last = last_seq.get(uid)
@@ -264,7 +268,7 @@ class Speaker:
         st = self.st
         conn = self.conn
         if conn.state == OPEN:
-            conn.send_binary(PAYLOAD_HEAD.pack(now, self.index) + self.pad)
+            conn.send_binary(PAYLOAD_HEAD.pack(AUDIO_OPUS, now, self.index) + self.pad)
             st.sent += 1
             st.sent_room[self.room] += 1
             if st.w0 <= now < st.w1:

@@ -4,10 +4,11 @@
     python -m bench.loadgen --target voiceroom --url http://127.0.0.1:8000 \\
         --server-pid 1234 --redis-pid 99
 
-Speakers send binary frames of --frame-bytes at --fps; the payload starts with the send
-time (perf_counter ns, big-endian int64) and the speaker's index (uint32), padded with
-zeros. Listeners parse the server's 9-byte header (kind, sender id, sequence), read the
-send time back and record the latency; they check the sequence per sender for gaps.
+Speakers send binary frames of --frame-bytes at --fps; the payload starts with the
+clients' Opus codec byte (0x02), the send time (perf_counter ns, big-endian int64) and
+the speaker's index (uint32), padded with zeros. Listeners parse the server's 9-byte
+header (kind, sender id, sequence), read the send time back and record the latency;
+they check the sequence per sender for gaps.
 
 Only frames SENT inside the measured window count for loss and latency; the tool waits
 --grace seconds after the window for stragglers. Throughput and CPU per delivery use the

@@ -54,6 +54,22 @@ _FRAME_SAMPLES = (
 )
 
 
+# The clients' audio convention (docs/protocol.md 4.2): a voice frame's payload is one
+# codec byte, then the audio. Files hold the audio alone.
+AUDIO_PCM16 = 0x01
+AUDIO_OPUS = 0x02
+
+
+def audio_data(payload: bytes, codec: str) -> bytes | None:
+    """The audio of one relayed payload for a file of the room's `codec` ("opus" or
+    "pcm16"): the payload without its codec byte; None for a payload of another codec
+    (or empty), which a file of this codec cannot hold."""
+    expected = AUDIO_PCM16 if codec == "pcm16" else AUDIO_OPUS
+    if len(payload) < 2 or payload[0] != expected:
+        return None
+    return payload[1:]
+
+
 def opus_packet_samples(packet: bytes) -> int:
     """How many 48 kHz samples one Opus packet decodes to, from its TOC byte alone.
     A packet too short to say (not Opus, or damaged) counts as 20 ms."""

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from typing import BinaryIO, Protocol
 
-from realtime.ogg import RATE, OggOpusWriter
+from realtime.ogg import RATE, OggOpusWriter, audio_data
 
 logger = logging.getLogger(__name__)
 
@@ -130,13 +130,16 @@ class Recorder:
         touched = set()
         while queue:
             user_id, at, payload = queue.popleft()
+            data = audio_data(payload, self.codec)  # without the clients' codec byte
+            if data is None:
+                continue
             track = self.tracks.get(user_id)
             if track is None:
                 track = self._open(user_id)
                 if track is None:
                     continue
             at_samples = max(0, int((at - self.t0) * RATE))
-            track.writer.packet(payload, at_samples)
+            track.writer.packet(data, at_samples)
             touched.add(user_id)
         for user_id in touched:
             track = self.tracks[user_id]

@@ -793,6 +793,7 @@ function renderParticipants() {
           ownerView && !me
             ? h('button', { class: 'tiny', onclick: () => setRole(p) }, p.role === 'admin' ? 'Make member' : 'Make admin')
             : null,
+          me ? null : h('button', { class: 'tiny', onclick: () => reportMember(p) }, `Report ${nameOf(p)}`),
         ),
       );
     }),
@@ -813,6 +814,19 @@ function renderParticipants() {
 async function setRole(p) {
   try {
     await client.setRole(client.roomId, p.user_id, p.role === 'admin' ? 'member' : 'admin');
+  } catch (err) {
+    addSystem(errorText(err));
+  }
+}
+
+// Any member may report another: the server keeps their last 30 s of voice and 5 minutes
+// of chat with the report, for the operators (admin, Reports).
+async function reportMember(p) {
+  const reason = window.prompt(`Why are you reporting ${nameOf(p)}? (the last 30 s of their voice and their chat go with the report)`);
+  if (reason === null || !reason.trim()) return;
+  try {
+    const report = await client.reportMember(client.roomId, p.user_id, reason.trim().slice(0, 500));
+    addSystem(`Reported ${nameOf(p)} (${Math.round(report.evidence_seconds)} s of voice kept).`);
   } catch (err) {
     addSystem(errorText(err));
   }

@@ -24,7 +24,7 @@ from django.db import transaction
 from accounts.models import User
 from realtime import evidence as ev
 from realtime import presence, runtime
-from realtime.ogg import RATE, OggOpusWriter, pcm_track, wav_bytes
+from realtime.ogg import RATE, OggOpusWriter, audio_data, pcm_track, wav_bytes
 from rooms import selectors
 from rooms.models import Membership, Report, Room
 from rooms.services.operator_events import operator_event
@@ -81,17 +81,20 @@ def evidence_freeze(*, room_id: int, user_id: int) -> ev.Snapshot:
 
 
 def evidence_media(snap: ev.Snapshot, codec: str) -> tuple[bytes, str, float]:
-    """(file bytes, content type, seconds of audio) of a snapshot's voice."""
-    if not snap.voice:
+    """(file bytes, content type, seconds of audio) of a snapshot's voice. Payloads carry
+    the clients' codec byte first; the file holds the audio after it, and payloads of
+    another codec than the room's are left out."""
+    voice = [(at, data) for at, payload in snap.voice if (data := audio_data(payload, codec))]
+    if not voice:
         return b"", "", 0.0
-    t0 = snap.voice[0][0]
+    t0 = voice[0][0]
     if codec == "pcm16":
-        pcm = pcm_track(snap.voice, rate=PCM16_RATE)
+        pcm = pcm_track(voice, rate=PCM16_RATE)
         return wav_bytes(pcm, rate=PCM16_RATE), "audio/wav", len(pcm) / 2 / PCM16_RATE
     out = io.BytesIO()
     writer = OggOpusWriter(out)
-    for at, payload in snap.voice:
-        writer.packet(payload, max(0, int((at - t0) * RATE)))
+    for at, data in voice:
+        writer.packet(data, max(0, int((at - t0) * RATE)))
     writer.close()
     return out.getvalue(), "audio/ogg", writer.duration_s
 

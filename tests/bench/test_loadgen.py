@@ -206,7 +206,8 @@ def test_voice_frames_are_counted_and_checked():
 
     def voice(uid, seq, sidx):
         ts = time.perf_counter_ns()
-        return server_frame(struct.pack("!BII", 1, uid, seq) + struct.pack("!qI", ts, sidx) + pad)
+        payload = struct.pack("!BqI", 2, ts, sidx) + pad  # codec byte, send time, index
+        return server_frame(struct.pack("!BII", 1, uid, seq) + payload)
 
     client.data_received(voice(2, 1, 1) + voice(2, 2, 1) + voice(2, 5, 1) + voice(3, 9, 2))
     client.data_received(voice(1, 1, 0))  # its own frame coming back: an error

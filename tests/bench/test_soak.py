@@ -282,7 +282,7 @@ def test_voice_frames_and_sends_are_bucketed_by_send_time():
     pad = bytes(120 - PAYLOAD_MIN)
 
     def voice(seq, ts):
-        body = struct.pack("!BII", 1, 1, seq) + struct.pack("!qI", ts, 0) + pad
+        body = struct.pack("!BII", 1, 1, seq) + struct.pack("!BqI", 2, ts, 0) + pad
         return struct.pack("!BBH", 0x82, 126, len(body)) + body
 
     sends = [stats.w0 + 10, stats.w0 + 1500 * MS, stats.w0 + 1600 * MS, stats.w0 - 5, now - 10]

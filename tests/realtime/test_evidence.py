@@ -13,6 +13,8 @@ from realtime.relay import Endpoint, Relay
 from realtime.tap import FrameTap
 
 PACKET = bytes([0xF8]) + b"\x55" * 79  # 20 ms CELT, 80 bytes: 32 kbit/s
+# What clients send (docs/protocol.md 4.2): the codec byte (0x02, Opus), then the packet.
+WIRE = b"\x02" + PACKET
 
 
 class Sink:
@@ -112,8 +114,9 @@ async def test_recording_writes_one_track_per_speaker_with_gaps_kept(monkeypatch
         # Speaker 1: 1 s of speech at the start, then 1 s more starting at 3 s.
         for start in (0, 3):
             for i in range(50):
-                rec.take(1, PACKET, rec.t0 + start + i * 0.02)
-        relay.voice_in(b, PACKET)  # through the tap, now
+                rec.take(1, WIRE, rec.t0 + start + i * 0.02)
+        rec.take(1, PACKET, rec.t0 + 4.5)  # no codec byte: not Opus by the convention
+        relay.voice_in(b, WIRE)  # through the tap, now
         recs.stop(5)
     finally:
         recs.shutdown()
@@ -121,6 +124,8 @@ async def test_recording_writes_one_track_per_speaker_with_gaps_kept(monkeypatch
     pages = list(parse_pages(store.files[(5, 77, 1)].getvalue()))
     assert all(p.crc_ok for p in pages)
     assert abs(pages[-1].granule - PRE_SKIP - 4 * RATE) <= 960
+    # The file holds the Opus packets without the codec byte (and the gap's fillers).
+    assert sum(pk == PACKET for p in pages[2:] for pk in p.packets) == 100
     size, dur = store.closed[(5, 77, 1)]
     assert size == len(store.files[(5, 77, 1)].getvalue()) and abs(dur - 4.0) < 0.03
 
@@ -149,7 +154,8 @@ def test_pcm16_rooms_record_wav_with_gaps_kept(monkeypatch):
     store = MemoryStore()
     monkeypatch.setattr(recording, "_store", store)
     rec = recording.Recorder(3, 9, time.time(), "pcm16")
-    frame = b"\x01\x00" * 320  # 20 ms at 16 kHz
+    pcm = b"\x01\x00" * 320  # 20 ms at 16 kHz
+    frame = b"\x01" + pcm  # the codec byte (0x01, PCM16) first, as clients send it
     for start in (0, 2):
         for i in range(50):
             rec.take(4, frame, rec.t0 + start + i * 0.02)
@@ -158,4 +164,5 @@ def test_pcm16_rooms_record_wav_with_gaps_kept(monkeypatch):
     assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
     samples = int.from_bytes(data[40:44], "little") // 2
     assert abs(samples - 3 * 16000) <= 320  # 1 s, 1 s of silence, 1 s
+    assert data[44 : 44 + len(pcm)] == pcm  # the samples, without the codec byte
     assert store.closed[(3, 9, 4)][1] == samples / 16000

@@ -16,6 +16,9 @@ from tests.factories import RoomFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 PACKET = bytes([0xF8]) + b"\x33" * 40
+# What clients send: the audio convention's codec byte (0x02, Opus), then the packet.
+# The evidence file holds the packet alone.
+WIRE = b"\x02" + PACKET
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +35,7 @@ def report():
     evidence = runtime.current().tap.evidence
     now = time.monotonic()
     for i in range(100):  # two seconds of bob's voice, as the relay's tap saw it
-        evidence.frame(room.pk, bob.pk, PACKET, now - 2 + i * 0.02)
+        evidence.frame(room.pk, bob.pk, WIRE, now - 2 + i * 0.02)
     evidence.said(room.pk, bob.pk, "<b>nasty</b> words")
     return services.report_create(room=room, reporter=alice, user_id=bob.pk, reason="abuse")
 

@@ -19,6 +19,9 @@ from tests.rooms.test_live_nodes import join
 pytestmark = [pytest.mark.processes]
 
 PACKET = bytes([0xF8]) + b"\x42" * 59  # 20 ms of Opus (CELT fullband), 60 bytes
+# What clients send (docs/protocol.md 4.2): the codec byte (0x02, Opus), then the packet.
+# Evidence and recordings hold the packet alone.
+WIRE = b"\x02" + PACKET
 
 
 def _download(url: str, token: str) -> tuple[str, bytes]:
@@ -29,7 +32,7 @@ def _download(url: str, token: str) -> tuple[str, bytes]:
 
 async def _speak(member, count: int, pace: float = 0.02) -> None:
     for _ in range(count):
-        await member.ws.send(PACKET)
+        await member.ws.send(WIRE)
         await asyncio.sleep(pace)
 
 

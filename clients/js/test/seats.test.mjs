@@ -90,6 +90,21 @@ test('the REST calls for seat requests and mute all', async () => {
   ]);
 });
 
+test('reportMember posts the report with its reason', async () => {
+  const calls = [];
+  const client = new VoiceRoomClient({
+    baseUrl: 'http://server.invalid',
+    token: 'k',
+    fetch: async (url, init) => {
+      calls.push([init.method, url.replace('http://server.invalid', ''), JSON.parse(init.body)]);
+      return { ok: true, status: 201, text: async () => '{"id": 9, "evidence_seconds": 4.2}' };
+    },
+  });
+  const report = await client.reportMember(3, 7, 'shouting');
+  assert.deepEqual(calls, [['POST', '/api/rooms/3/reports', { user_id: 7, reason: 'shouting' }]]);
+  assert.equal(report.evidence_seconds, 4.2);
+});
+
 test('the client keeps the seat-request queue from welcome and events', async () => {
   const { client, transport } = scriptedClient();
   const queues = [];

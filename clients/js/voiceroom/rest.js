@@ -300,4 +300,17 @@ export class RestClient extends Emitter {
   muteAllMembers(roomId, muted) {
     return this.request('POST', `/api/rooms/${roomId}/mute-all`, { muted });
   }
+
+  /**
+   * Members: report another member of the room. The server keeps the reported member's
+   * relayed voice of the last 30 s and their chat of the last 5 minutes with the report
+   * (contract v1.1, "Reports and evidence"); operators review it in the admin.
+   * @param {number} roomId
+   * @param {number} userId
+   * @param {string} reason 1-500 characters
+   * @returns {Promise<{id: number, evidence_seconds: number}>} the report (its other fields too)
+   */
+  reportMember(roomId, userId, reason) {
+    return this.request('POST', `/api/rooms/${roomId}/reports`, { user_id: userId, reason });
+  }
 }

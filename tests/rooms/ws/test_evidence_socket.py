@@ -22,6 +22,9 @@ from tests.rooms.realtime import a_member, a_room, connect, owner_ticket
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 PACKET = bytes([0xF8]) + b"\x21" * 59  # one 20 ms Opus (CELT) packet
+# What clients send (docs/protocol.md 4.2): the codec byte (0x02, Opus), then the packet.
+# Evidence and recordings hold the packet alone.
+WIRE = b"\x02" + PACKET
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +40,7 @@ async def test_report_keeps_the_reported_members_voice_and_chat(channel_layer):
     b = await connect(room.pk, b_ticket, b_user.pk)
     await a.event_of("participant.joined")
     for i in range(25):  # half a second of voice
-        await a.voice(PACKET[:1] + bytes([i]) + PACKET[2:])
+        await a.voice(b"\x02" + PACKET[:1] + bytes([i]) + PACKET[2:])
     assert len(await b.frames()) == 25
     await a.send(type="chat", text="you will regret this")
     await b.event_of("chat")
@@ -66,7 +69,7 @@ async def test_reported_member_who_left_the_socket_still_has_local_evidence():
     b = await connect(room.pk, b_ticket, b_user.pk)
     await a.event_of("participant.joined")
     for _ in range(10):
-        await a.voice(PACKET)
+        await a.voice(WIRE)
     await b.frames()
     await a.disconnect()  # in the resume window: no socket to ask; this node holds it
     report = await database_sync_to_async(services.report_create)(
@@ -88,7 +91,7 @@ async def test_recording_writes_a_track_per_speaker_and_members_see_recording(ch
     updated = await a.event_where("room.updated", lambda e: e["room"]["recording"])
     assert updated["room"]["recording"] is True
     for _ in range(50):
-        await a.voice(PACKET)
+        await a.voice(WIRE)
     await owner.frames()
     await asyncio.sleep(0.1)
     state = await database_sync_to_async(services.recording_set)(
