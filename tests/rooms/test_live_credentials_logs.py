@@ -129,6 +129,8 @@ def nginx_in_front_of(node: Node, folder: Path) -> tuple[subprocess.Popen, int]:
     conf, upstreams = re.subn(
         r"server app1:8000[^;]*;\s*server app2:8000[^;]*;", f"server 127.0.0.1:{node.port};", conf
     )
+    # The per-node upstreams of the /node/<id>/ prefixes (placement) point at it too.
+    conf = re.sub(r"server app\d+:8000;", f"server 127.0.0.1:{node.port};", conf)
     replaced = {
         "listen 80 default_server;": f"listen 127.0.0.1:{port} default_server;",
         "access_log /dev/stdout main;": f"access_log {folder}/access.log main;",
