@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from bench import soak
 from bench.report import cpu_model, fmt, md_table, write_json
-from rooms.ws.frames import MAX_MESSAGE_BYTES
+from realtime.limits import MAX_MESSAGE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
