@@ -9,6 +9,7 @@
     python -m bench.run --scenario soak --duration 60 --warmup 20 --interval 10  # short
     python -m bench.run --recording 10 --no-bare   # each server twice: none, then 10 recording
     python -m bench.run --scenario placement    # 1 node vs 2 nodes with placement, 10 and 20 rooms
+    python -m bench.run --server uvicorn,uvicorn@20   # per loop turn vs a 20 ms flush window
 
 Servers are pinned to core 0 (`taskset -c 0`), the load generator to core 1. Every
 figure that matters is a ratio to the bare relay of the same run ("x bare"). Results go
@@ -189,13 +190,29 @@ SERVER_CHOICES = {
 }
 
 
+def flush_ms(server: str) -> str | None:
+    """`uvicorn@N`: the documented uvicorn node with VOICEROOM_VOICE_FLUSH_MS=N."""
+    name, at, ms = server.partition("@")
+    return ms if at and name == "uvicorn" else None
+
+
 def server_list(value: str) -> list[str]:
-    """`--server`: uvicorn, uvicorn-asgi, daphne, both, all, none, or a comma list."""
+    """`--server`: uvicorn, uvicorn@N (flush window N ms), uvicorn-asgi, daphne, both, all,
+    none, or a comma list."""
     if value in SERVER_CHOICES:
         return SERVER_CHOICES[value]
     names = value.split(",")
     for name in names:
-        if name not in (*UVICORN_WS, "daphne"):
+        ms = flush_ms(name)
+        if ms is not None:
+            try:
+                if not 0 <= float(ms) <= 100:
+                    raise ValueError
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{name!r}: the flush window is 0 to 100 ms"
+                ) from None
+        elif name not in (*UVICORN_WS, "daphne"):
             raise argparse.ArgumentTypeError(f"unknown server {name!r}")
     return names
 
@@ -352,6 +369,8 @@ class Runner:
             return self.loadgen("bare", [url], [proc.pid], "bare", rooms)
 
     def server_argv(self, server: str, port: int) -> list[str]:
+        if flush_ms(server) is not None:
+            server = "uvicorn"
         if server in UVICORN_WS:
             return [
                 venv_bin("uvicorn"), "voiceroom.asgi:application", "--host", "127.0.0.1",
@@ -390,6 +409,9 @@ class Runner:
                 for _ in range(nodes):
                     port = free_port()
                     env = dict(self.env)
+                    ms = flush_ms(server)
+                    if ms is not None:
+                        env["VOICEROOM_VOICE_FLUSH_MS"] = ms
                     if placement:
                         env["VOICEROOM_NODE_URL"] = f"http://127.0.0.1:{port}"
                     procs.append(
@@ -629,8 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=float if key in FLOAT_KEYS else int)
     p.add_argument("--server", type=server_list, default="uvicorn",
                    help="voiceroom server(s) to measure after the bare relay: uvicorn, "
-                   "uvicorn-asgi (uvicorn's own WebSocket protocol), daphne, both, all, "
-                   "none, or a comma list")  # fmt: skip
+                   "uvicorn@N (with a voice flush window of N ms), uvicorn-asgi "
+                   "(uvicorn's own WebSocket protocol), daphne, both, all, none, or a "
+                   "comma list")  # fmt: skip
     p.add_argument("--nodes", type=int, default=1, help="voiceroom nodes (all on core 0)")
     p.add_argument("--redis", default="redis://127.0.0.1:6379/13")
     p.add_argument("--no-redis", action="store_true", help="embedded in-process layer")

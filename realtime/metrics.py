@@ -18,6 +18,8 @@ from realtime.relay import loop_lag, stats
 
 _COUNTERS = {
     "frames_in": "Voice frames received from clients",
+    "frames_in_direct": "Of those, handed to the relay by the server as they were read"
+    " (uvicorn's inbound fast path) instead of through the ASGI receive",
     "frames_relayed": "Voice frames accepted for relay (sequence numbers issued)",
     "deliveries": "Voice frames handed to local sockets",
     "deliveries_direct": "Of those, handed to the server's fast path (the frame encoded once"

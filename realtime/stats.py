@@ -22,6 +22,7 @@ class Stats:
         "dropped_overload",
         "dropped_rate",
         "frames_in",
+        "frames_in_direct",
         "frames_oversized",
         "frames_relayed",
         "refused_limit",
@@ -39,6 +40,7 @@ class Stats:
     dropped_overload: int
     dropped_rate: int
     frames_in: int
+    frames_in_direct: int
     frames_oversized: int
     frames_relayed: int
     refused_limit: int

@@ -338,6 +338,13 @@ VOICEROOM_MAX_SOCKETS_PER_ADDRESS = env.int("VOICEROOM_MAX_SOCKETS_PER_ADDRESS",
 # this many seconds of connecting (slow or silent clients, slowloris).
 VOICEROOM_HANDSHAKE_TIMEOUT_S = env.float("VOICEROOM_HANDSHAKE_TIMEOUT_S", default=10.0)
 
+# uvicorn (realtime.servers.uvicorn protocol): relayed voice for one socket leaves in one write
+# per this many milliseconds (0: per event-loop turn). Fewer writes, less CPU per delivery,
+# up to this much added latency per frame (docs/benchmarks.md, "Flush window").
+VOICEROOM_VOICE_FLUSH_MS = env.float("VOICEROOM_VOICE_FLUSH_MS", default=0.0)
+if not 0.0 <= VOICEROOM_VOICE_FLUSH_MS <= 100.0:
+    raise ImproperlyConfigured("VOICEROOM_VOICE_FLUSH_MS must be between 0 and 100.")
+
 # Webhooks (webhooks/, docs/operations.md "Webhooks"). Unset URL: no event is stored.
 VOICEROOM_WEBHOOK_URL = env.str("VOICEROOM_WEBHOOK_URL", default="")
 # The HMAC-SHA256 key of X-Voiceroom-Signature: required once a URL is set (no default).

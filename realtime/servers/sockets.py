@@ -10,7 +10,8 @@ we run expose that through the object behind `send`:
   Under our own protocol class (`--ws realtime.servers.uvicorn:WebSocketProtocol`,
   every documented command) the socket also has a fast path, `write`: the relay hands
   it a frame encoded once for all recipients (realtime/servers/wire.py), and the
-  protocol reports pause/resume to the endpoint as the transport calls them.
+  protocol reports pause/resume to the endpoint as the transport calls them. Inbound,
+  the protocol can hand voice to the application as it reads it (`take_voice`).
 - daphne: `send` is `partial(server.handle_reply, protocol)`; the protocol has the
   Twisted transport. Twisted never makes daphne wait: it buffers without bound. So we
   register a streaming producer on the transport (in place of the HTTP channel that
@@ -62,6 +63,14 @@ class ServerSocket:
         """Bytes the server holds for the connection, not yet given to the kernel."""
         return 0
 
+    def take_voice(self, handler: Callable[[bytes], bool] | None) -> bool:
+        """Hand the connection's binary messages to `handler` as they are read, while the
+        application waits for its next message with nothing queued before them, instead
+        of through ASGI `receive`. `handler` returns False for one it does not take now,
+        which then arrives through `receive` as usual, in order. True: offered (uvicorn
+        under our protocol); None stops it."""
+        return False
+
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
@@ -101,6 +110,10 @@ class UvicornSocket(ServerSocket):
         if buffered is not None:
             return buffered()
         return self.protocol.transport.get_write_buffer_size()
+
+    def take_voice(self, handler: Callable[[bytes], bool] | None) -> bool:
+        take = getattr(self.protocol, "take_voice", None)
+        return bool(take(handler)) if take is not None else False
 
 
 class DaphneSocket(ServerSocket):

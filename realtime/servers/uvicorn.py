@@ -32,9 +32,17 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover (websockets built without its C extension)
+    from websockets.utils import apply_mask
 
 if TYPE_CHECKING:
     from realtime.relay import Endpoint
+
+logger = logging.getLogger(__name__)
 
 _timeout_s: float | None = None
 
@@ -103,32 +111,57 @@ class HttpToolsProtocol(_HttpToolsProtocol):
 
 
 class _Coalescer:
-    """Writes what the relay gave each socket during one event-loop turn as one write.
+    """Writes what the relay gave each socket during one flush window as one write.
 
-    A listener in a room with two speakers often gets both frames in the same turn (the
-    speakers' frames arrive together); one `transport.write` of the two is one system
-    call instead of two. One callback per turn for the whole process, not per socket.
+    Window 0 (the default): one event-loop turn. A listener in a room with two speakers
+    often gets both frames in the same turn (the speakers' frames arrive together); one
+    `transport.write` of the two is one system call instead of two. One callback per
+    window for the whole process, not per socket.
+
+    A window above 0 (`VOICEROOM_VOICE_FLUSH_MS`) holds each socket's frames for up to
+    that long: a listener's frames from different speakers, and a burst from one, share
+    one write. On loopback TCP a write of one small frame costs a few microseconds of
+    kernel time whatever it carries (docs/benchmarks.md, "The cost of one write"), so
+    fewer writes is most of what is left to save; the price is up to the window of
+    added latency for each frame.
     """
 
-    __slots__ = ("loop", "pending")
+    __slots__ = ("loop", "pending", "window_s")
 
-    def __init__(self) -> None:
+    def __init__(self, window_s: float | None = None) -> None:
         self.pending: list[WebSocketProtocol] = []
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.window_s = window_s  # None: read VOICEROOM_VOICE_FLUSH_MS on first use
 
     def add(self, protocol: WebSocketProtocol) -> None:
         pending = self.pending
         if not pending or self.loop is not protocol.loop:
             if pending:  # left over by a loop that stopped (tests): never flushed there
                 pending.clear()
-            self.loop = protocol.loop
-            protocol.loop.call_soon(self.flush)
+            self.loop = loop = protocol.loop
+            window = self.window_s
+            if window is None:
+                window = self.window_s = voice_flush_window_s()
+            if window > 0:
+                loop.call_later(window, self.flush)
+            else:
+                loop.call_soon(self.flush)
         pending.append(protocol)
 
     def flush(self) -> None:
         pending, self.pending = self.pending, []
         for protocol in pending:
             protocol.flush_frames()
+
+
+def voice_flush_window_s() -> float:
+    """VOICEROOM_VOICE_FLUSH_MS in seconds (0 when Django is not configured: tests that
+    drive the protocol bare)."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return 0.0
+    return max(0.0, float(getattr(settings, "VOICEROOM_VOICE_FLUSH_MS", 0.0))) / 1000.0
 
 
 _coalescer = _Coalescer()
@@ -159,6 +192,11 @@ class _Inbox:
 
     def empty(self) -> bool:
         return not self._items
+
+    def waiting(self) -> bool:
+        """The application waits in `receive` and nothing is queued before what comes."""
+        waiter = self._waiter
+        return not self._items and waiter is not None and not waiter.done()
 
     async def get(self) -> Any:
         items = self._items
@@ -228,6 +266,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     endpoint: Endpoint | None = None
     _frames: list[bytes] | None = None
+    # Inbound: who takes binary messages as they are read (`take_voice`); whether this
+    # protocol cuts the stream into frames itself (None: not decided yet); the start of
+    # a frame not complete yet.
+    voice_sink: Callable[[bytes], bool] | None = None
+    _framing: bool | None = None
+    _partial: bytes = b""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -250,6 +294,102 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if self.conn.extensions:
             return None
         return self.write_frame
+
+    # -- inbound -------------------------------------------------------------------------
+
+    def take_voice(self, handler: Callable[[bytes], bool] | None) -> bool:
+        """Hand binary messages to `handler` as they are read (sockets.ServerSocket)."""
+        if self.conn.extensions:  # compressed frames: websockets' parser only
+            return False
+        self.voice_sink = handler
+        return True
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, with voice taken on the way: see `_frames_in`."""
+        framing = self._framing
+        if framing:
+            self._frames_in(data)
+            return
+        super().data_received(data)
+        if framing is None and self.handshake_initiated:
+            # uvicorn's HTTP protocol hands the upgrade request over alone, rebuilt from
+            # its headers, in one call: websockets' parser has taken all of it and waits
+            # at the start of the first frame. From here on this protocol finds the frame
+            # boundaries itself and gives the parser whole frames only.
+            self._framing = data.endswith(b"\r\n\r\n") and not self.conn.reader.buffer
+
+    def _frames_in(self, data: bytes) -> None:
+        """Cut what was read into frames. A complete, unfragmented, masked binary frame
+        goes to `voice_sink` while the application waits with nothing queued (so it
+        cannot overtake an earlier message); every other frame, and one the sink
+        declines, goes whole to websockets' parser and the ASGI queue, as before.
+
+        What the sink skips: websockets' frame parser (a generator per frame), the ASGI
+        message, the receive queue, the application task's wake-up and uvicorn's pause
+        and resume of reading around each message. Any frame the fast path does not
+        know (fragmented, over the size limit) ends it for the connection: the parser
+        has the rest, and closes with the right code where it must.
+        """
+        if self._partial:
+            data = self._partial + data
+            self._partial = b""
+        size = len(data)
+        pos = start = 0  # next frame; first byte not yet taken or handed to the parser
+        sink = self.voice_sink
+        limit = self.conn.max_message_size
+        view = memoryview(data)
+        while size - pos >= 2:
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            head = pos + 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = int.from_bytes(data[head : head + 2], "big")
+                head += 2
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(data[head : head + 8], "big")
+                head += 8
+            if not b0 & 0x80 or (limit is not None and length > limit):
+                self._framing = False  # a fragment, or too big: the parser has the rest
+                break
+            masked = b1 & 0x80
+            if masked:
+                head += 4
+            end = head + length
+            if end > size:
+                break
+            if b0 == 0x82 and masked and sink is not None:
+                if start < pos:
+                    super().data_received(data[start:pos])  # earlier frames go first
+                    start = pos
+                if (
+                    not self.close_sent
+                    and self.conn.state is State.OPEN
+                    and self.queue.waiting()  # type: ignore[attr-defined]
+                ):
+                    payload = apply_mask(view[head:end], view[head - 4 : head])
+                    try:
+                        taken = sink(payload)
+                    except Exception:
+                        logger.exception("the voice handler failed; the frame is dropped")
+                        taken = True
+                    if taken:
+                        start = end
+            pos = end
+        if self._framing is False:
+            rest = data[start:]
+        else:
+            rest = data[start:pos]
+            if pos < size:
+                self._partial = data[pos:]
+        if rest:
+            super().data_received(rest)
+
+    # -- outbound ------------------------------------------------------------------------
 
     def write_frame(self, frame: bytes) -> None:
         """Queue one encoded server frame; it leaves at the end of this loop turn."""

@@ -5,7 +5,9 @@ and a new task per message; for 1,000 voice frames a second that bookkeeping cos
 than relaying them. `LeanWebsocketConsumer` keeps Channels' API (dispatch to methods
 named after the message type, connect/receive/disconnect, the channel layer) and changes
 only how messages arrive: binary frames go straight to `voice()` with no handler lookup,
-no `aclose_old_connections` thread hop, no task and no channel-layer message.
+no `aclose_old_connections` thread hop, no task and no channel-layer message. Where the
+server offers it, they do not even wait for this consumer's task: the server hands them
+to `voice_now()` as it reads them (`voice_arrived`), while nothing is queued or running.
 """
 
 from __future__ import annotations
@@ -33,6 +35,20 @@ class LeanWebsocketConsumer(AsyncWebsocketConsumer):
     async def voice(self, data: bytes) -> None:
         """A binary frame from the client (subclasses relay it)."""
         raise NotImplementedError
+
+    def voice_now(self, data: bytes) -> bool:
+        """A binary frame the server hands over as it reads it (uvicorn under our
+        protocol: realtime/servers/sockets.py `take_voice`), while this consumer waits
+        for its next message. Relay it and return True, or return False to have it come
+        through `voice()` as usual."""
+        return False
+
+    def voice_arrived(self, data: bytes) -> bool:
+        """The handler given to the server: never while a handler runs (a text frame or
+        an event still being handled goes first, as `__call__` keeps it)."""
+        if self._serial.locked():
+            return False
+        return self.voice_now(data)
 
     async def __call__(
         self, scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable

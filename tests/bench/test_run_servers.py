@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from bench.run import Runner, build_parser, server_list
+from bench.run import Runner, build_parser, flush_ms, server_list
 
 
 def _option(argv: list[str], name: str) -> str:
@@ -32,3 +32,39 @@ def test_uvicorn_runs_our_protocol_and_uvicorn_asgi_uvicorns_own():
     assert [w for w in ours if w != _option(ours, "--ws")] == [
         w for w in theirs if w != _option(theirs, "--ws")
     ]
+
+
+def test_uvicorn_at_n_is_the_uvicorn_node_with_a_flush_window():
+    assert server_list("uvicorn,uvicorn@20,uvicorn@2.5") == ["uvicorn", "uvicorn@20", "uvicorn@2.5"]
+    runner = Runner.__new__(Runner)
+    assert runner.server_argv("uvicorn@20", 1) == runner.server_argv("uvicorn", 1)
+    assert flush_ms("uvicorn@20") == "20" and flush_ms("uvicorn") is None
+    for bad in ("uvicorn@", "uvicorn@x", "uvicorn@-1", "uvicorn@101", "daphne@5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            server_list(bad)
+
+
+def test_the_flush_window_reaches_the_node_environment(monkeypatch, tmp_path):
+    import bench.run as run
+
+    started: list[dict] = []
+
+    class Proc:
+        pid = 1
+
+    def popen(argv, env, **kwargs):
+        started.append(env)
+        return Proc()
+
+    monkeypatch.setattr(run.subprocess, "Popen", popen)
+    monkeypatch.setattr(run, "wait_healthz", lambda *a: None)
+    monkeypatch.setattr(run, "stop", lambda proc: None)
+    runner = Runner.__new__(Runner)
+    runner.env = {"PATH": "/bin"}
+    runner.workdir = tmp_path
+    runner.migrate = lambda: None  # type: ignore[method-assign]
+    for server in ("uvicorn@20", "uvicorn"):
+        with runner.server_nodes(server, 1):
+            pass
+    assert started[0]["VOICEROOM_VOICE_FLUSH_MS"] == "20"
+    assert "VOICEROOM_VOICE_FLUSH_MS" not in started[1]

@@ -115,6 +115,7 @@ async def test_voice_frames_are_byte_identical_on_every_server_path(any_node):
     )
     speaker = await join(node, speaker_api, speaker_user, room["id"])
     direct_before = metric(node, "voiceroom_voice_deliveries_direct")
+    inbound_before = metric(node, "voiceroom_voice_frames_in_direct")
 
     # Payloads whose messages (9-byte header + payload) sit at the length forms' bounds.
     payloads = [os.urandom(n) for n in (1, 116, 117, 118, 1000, 4096)]
@@ -128,5 +129,12 @@ async def test_voice_frames_are_byte_identical_on_every_server_path(any_node):
 
     direct = metric(node, "voiceroom_voice_deliveries_direct") - direct_before
     assert direct == (0 if node.path == "uvicorn-asgi" else len(payloads)), node.path
+    # Inbound, only our uvicorn protocol hands voice over as it reads it (those that
+    # arrive while the speaker's consumer handles an event take the queue, in order).
+    inbound = metric(node, "voiceroom_voice_frames_in_direct") - inbound_before
+    if node.path == "uvicorn":
+        assert 0 < inbound <= len(payloads)
+    else:
+        assert inbound == 0, node.path
     listener.sock.close()
     await speaker.ws.close()
