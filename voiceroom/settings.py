@@ -340,7 +340,7 @@ VOICEROOM_HANDSHAKE_TIMEOUT_S = env.float("VOICEROOM_HANDSHAKE_TIMEOUT_S", defau
 
 # uvicorn (realtime.servers.uvicorn protocol): relayed voice for one socket leaves in one write
 # per this many milliseconds (0: per event-loop turn). Fewer writes, less CPU per delivery,
-# up to this much added latency per frame (docs/benchmarks.md, "Flush window").
+# up to this much added latency per frame (docs/benchmarks.md, "Issue 17, round two").
 VOICEROOM_VOICE_FLUSH_MS = env.float("VOICEROOM_VOICE_FLUSH_MS", default=0.0)
 if not 0.0 <= VOICEROOM_VOICE_FLUSH_MS <= 100.0:
     raise ImproperlyConfigured("VOICEROOM_VOICE_FLUSH_MS must be between 0 and 100.")

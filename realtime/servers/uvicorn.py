@@ -366,12 +366,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
                 if start < pos:
                     super().data_received(data[start:pos])  # earlier frames go first
                     start = pos
-                if (
-                    not self.close_sent
-                    and self.conn.state is State.OPEN
-                    and self.queue.waiting()  # type: ignore[attr-defined]
-                ):
-                    payload = apply_mask(view[head:end], view[head - 4 : head])
+                inbox: _Inbox = self.queue  # type: ignore[assignment]
+                if not self.close_sent and self.conn.state is State.OPEN and inbox.waiting():
+                    payload = apply_mask(view[head:end], data[head - 4 : head])
                     try:
                         taken = sink(payload)
                     except Exception:

@@ -13,7 +13,15 @@ from tests.live import ROOT
 
 
 @pytest.mark.parametrize(
-    "module", ["bench.run", "bench.loadgen", "bench.idle", "bench.capacity_sim", "bench.webhooks"]
+    "module",
+    [
+        "bench.run",
+        "bench.loadgen",
+        "bench.idle",
+        "bench.capacity_sim",
+        "bench.webhooks",
+        "bench.write_cost",
+    ],
 )
 def test_the_command_starts_without_django_settings(module):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
