@@ -41,7 +41,7 @@ from rooms.services.participation import (
     participants_reattach,
     participants_revoke,
 )
-from rooms.services.placement import placement_beat, room_ws_url, rooms_rehome
+from rooms.services.placement import placement_beat, room_unplace, room_ws_url, rooms_rehome
 from rooms.services.recording import recording_active, recording_set
 from rooms.services.reports import report_close, report_create
 from rooms.services.rooms import room_close, room_create, room_open, room_update
@@ -93,6 +93,7 @@ __all__ = [
     "room_create",
     "room_mute_all",
     "room_open",
+    "room_unplace",
     "room_update",
     "room_ws_url",
     "rooms_rehome",

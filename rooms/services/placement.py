@@ -47,6 +47,19 @@ def room_ws_url(*, room_id: int, now: float | None = None) -> str:
     return ws_url_for(room_id, home.url if home else None)
 
 
+def room_unplace(*, room_id: int) -> None:
+    """A closed room has no home: it leaves its node's list, so a dead node's rooms
+    that are re-homed and the capacity counts are only open ones. Reopened, it is
+    placed again at its next join, ticket or detail. A Redis error is only logged."""
+    rt = runtime.current()
+    if rt.placement is None:
+        return
+    try:
+        rt.placement.forget_room(room_id)
+    except RedisError:
+        logger.warning("placement unavailable: room %s keeps its home entry", room_id)
+
+
 def placement_beat(*, sockets: int, now: float | None = None) -> None:
     """This node's placement heartbeat: its public URL, sockets and capacity."""
     rt = runtime.current()

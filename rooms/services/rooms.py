@@ -33,6 +33,7 @@ from rooms.services._common import (
     _seat_changed,
     _seat_request_drop,
 )
+from rooms.services.placement import room_unplace
 from rooms.services.recording import recording_end_with_room
 from webhooks.services import record_event
 
@@ -177,6 +178,7 @@ def room_close(*, room: Room, actor: policy.Actor) -> Room:
     SeatRequest.objects.filter(room=room).delete()
     # Presence is outside the transaction: forget the sessions only once it commits.
     transaction.on_commit(functools.partial(_sessions_forget, room.pk))
+    transaction.on_commit(functools.partial(room_unplace, room_id=room.pk))
     _audit(room=room, actor=actor, action=Action.ROOM_CLOSE)
     record_event("room.closed", room.pk, {"actor_id": _actor_id(actor)})
     events.room_updated(room)

@@ -141,3 +141,21 @@ def test_a_redis_error_answers_the_path(placed, monkeypatch):
     monkeypatch.setattr(placed.placement, "place", down)
     room = RoomFactory()
     assert answers(room, UserFactory())["join"] == f"/ws/rooms/{room.pk}/"
+
+
+@pytest.mark.redis
+def test_a_closed_room_leaves_its_home_and_is_placed_again_when_reopened(
+    placed, django_capture_on_commit_callbacks
+):
+    now = time.time()
+    reaper.tick(now=now, sockets=0)
+    room = RoomFactory()
+    assert "/node/here/" in services.room_ws_url(room_id=room.pk)
+    assert placed.placement.rooms_on(placed.node_id) == [room.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.room_close(room=room, actor=room.owner)
+    assert placed.placement.home_of(room.pk) is None
+    assert placed.placement.rooms_on(placed.node_id) == []
+    services.room_open(room=room, actor=room.owner)
+    assert "/node/here/" in services.room_ws_url(room_id=room.pk)
+    assert placed.placement.rooms_on(placed.node_id) == [room.pk]
