@@ -389,7 +389,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     # -- outbound ------------------------------------------------------------------------
 
     def write_frame(self, frame: bytes) -> None:
-        """Queue one encoded server frame; it leaves at the end of this loop turn."""
+        """Queue one encoded server frame; it leaves at the end of this loop turn (or of
+        the flush window, `VOICEROOM_VOICE_FLUSH_MS`)."""
         frames = self._frames
         if frames is not None:
             frames.append(frame)

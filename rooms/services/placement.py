@@ -48,9 +48,9 @@ def room_ws_url(*, room_id: int, now: float | None = None) -> str:
 
 
 def room_unplace(*, room_id: int) -> None:
-    """A closed room has no home: it leaves its node's list, so a dead node's rooms
-    that are re-homed and the capacity counts are only open ones. Reopened, it is
-    placed again at its next join, ticket or detail. A Redis error is only logged."""
+    """A closed room has no home: it leaves its node's list, so it is not placed again
+    when that node dies. Reopened, it is placed again at its next join, ticket or
+    detail. A Redis error is only logged."""
     rt = runtime.current()
     if rt.placement is None:
         return
