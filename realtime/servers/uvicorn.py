@@ -337,6 +337,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         pos = start = 0  # next frame; first byte not yet taken or handed to the parser
         sink = self.voice_sink
         limit = self.conn.max_message_size
+        inbox: _Inbox = self.queue  # type: ignore[assignment]
         view = memoryview(data)
         while size - pos >= 2:
             b0 = data[pos]
@@ -366,7 +367,6 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
                 if start < pos:
                     super().data_received(data[start:pos])  # earlier frames go first
                     start = pos
-                inbox: _Inbox = self.queue  # type: ignore[assignment]
                 if not self.close_sent and self.conn.state is State.OPEN and inbox.waiting():
                     payload = apply_mask(view[head:end], data[head - 4 : head])
                     try:
