@@ -17,7 +17,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from realtime import presence, runtime
-from realtime.placement import NodeInfo, ws_url_for
+from realtime.placement import NodeInfo, live, ws_url_for
 
 logger = logging.getLogger(__name__)
 
@@ -26,14 +26,21 @@ def _dead_after() -> float:
     return float(settings.VOICEROOM_NODE_DEAD_AFTER_S)
 
 
-def room_ws_url(*, room_id: int, now: float | None = None) -> str:
+def room_ws_url(*, room_id: int, now: float | None = None, place: bool = True) -> str:
     """Where the room's sockets belong now: its home node's `ws_url`, the room placed
-    (or placed again, if its home died or is full while the room is idle) first."""
+    (or placed again, if its home died or is full while the room is idle) first.
+
+    With `place=False` (a closed room, which nobody can join) nothing is placed: the
+    answer is its live home if it still has one, else the path."""
     rt = runtime.current()
     if rt.placement is None or not rt.node_url:
         return ws_url_for(room_id, None)
     now = time.time() if now is None else now
     try:
+        if not place:
+            node = rt.placement.home_of(room_id)
+            alive = live(rt.placement.nodes(), now, _dead_after()) if node else {}
+            return ws_url_for(room_id, alive[node].url if node in alive else None)
         sessions = presence.store().sessions(room_id)
         # Where the room's members are connected now: a room that must be placed again
         # goes, if it can, where most of them already are (no one has to move).

@@ -159,3 +159,34 @@ def test_a_closed_room_leaves_its_home_and_is_placed_again_when_reopened(
     services.room_open(room=room, actor=room.owner)
     assert "/node/here/" in services.room_ws_url(room_id=room.pk)
     assert placed.placement.rooms_on(placed.node_id) == [room.pk]
+
+
+@pytest.mark.redis
+def test_looking_at_a_closed_room_does_not_place_it_again(
+    placed, django_capture_on_commit_callbacks
+):
+    reaper.tick(now=time.time(), sockets=0)
+    room = RoomFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.room_close(room=room, actor=room.owner)
+    detail = client_for(UserFactory()).get(f"/api/rooms/{room.pk}/")
+    assert detail.status_code == 200, detail.content
+    assert detail.json()["ws_url"] == f"/ws/rooms/{room.pk}/"
+    assert placed.placement.home_of(room.pk) is None
+    assert placed.placement.rooms_on(placed.node_id) == []
+
+
+@pytest.mark.redis
+def test_a_closed_room_that_kept_a_live_home_answers_it_without_placing(placed):
+    reaper.tick(now=time.time(), sockets=0)
+    room = RoomFactory()
+    url = services.room_ws_url(room_id=room.pk)
+    assert "/node/here/" in url
+    room.status = room.Status.CLOSED
+    room.save(update_fields=["status"])  # closed without the on-commit unplace
+    assert client_for(UserFactory()).get(f"/api/rooms/{room.pk}/").json()["ws_url"] == url
+    # A home that died is not replaced for a closed room: the answer is the path.
+    placed.placement.forget_node(placed.node_id)
+    detail = client_for(UserFactory()).get(f"/api/rooms/{room.pk}/").json()
+    assert detail["ws_url"] == f"/ws/rooms/{room.pk}/"
+    assert placed.placement.home_of(room.pk) == placed.node_id

@@ -168,7 +168,9 @@ class RoomDetailApi(APIView):
     def get(self, request: Request, room_id: str) -> Response:
         room = _room(room_id)
         data = RoomDetailSerializer(room).data
-        return Response({**data, "ws_url": services.room_ws_url(room_id=room.pk)})
+        # A closed room is not placed again just because someone looks at it.
+        ws_url = services.room_ws_url(room_id=room.pk, place=room.is_open)
+        return Response({**data, "ws_url": ws_url})
 
     @extend_schema(
         operation_id="rooms_update",
