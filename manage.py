@@ -35,9 +35,29 @@ def load_dev_env() -> None:
     )
 
 
+# What Django answers without settings; every other command needs them.
+NO_SETTINGS_NEEDED = {"help", "--help", "-h", "version", "--version"}
+
+
+def check_settings(argv: list[str]) -> None:
+    """Stop with the settings' own message (e.g. "DJANGO_SECRET_KEY is not set...")
+    when they cannot load. Django would record it and go on, and a built-in command
+    such as makemigrations then fails with an unrelated AppRegistryNotReady."""
+    if len(argv) < 2 or argv[1] in NO_SETTINGS_NEEDED:
+        return
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 (loads the settings module)
+    except ImproperlyConfigured as exc:
+        sys.exit(f"manage.py: {exc}")
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceroom.settings")
     load_dev_env()
+    check_settings(sys.argv)
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -280,3 +280,19 @@ def test_a_server_never_reads_env_dev(checkout_with_dev_env):
     done = _run(checkout_with_dev_env, ["-c", "import voiceroom.asgi"])
     assert done.returncode != 0
     assert "DJANGO_SECRET_KEY is not set" in done.stderr
+
+
+def test_manage_py_without_a_key_says_what_is_missing(tmp_path):
+    # No .env.dev and no DJANGO_SECRET_KEY (a shell before `make run`): every command
+    # stops with the settings' own message, not Django's AppRegistryNotReady.
+    checkout = fresh_checkout(tmp_path / "voiceroom")
+    for args in (["makemigrations", "--check", "--dry-run"], ["migrate"], ["check"]):
+        done = _run(checkout, ["manage.py", *args], DJANGO_SECRET_KEY="")
+        assert done.returncode != 0
+        assert "DJANGO_SECRET_KEY is not set" in done.stderr, done.stderr
+        assert "AppRegistryNotReady" not in done.stderr
+        assert "Traceback" not in done.stderr
+    # help needs no settings and still answers.
+    helped = _run(checkout, ["manage.py", "help"], DJANGO_SECRET_KEY="")
+    assert helped.returncode == 0, helped.stderr
+    assert "makemigrations" in helped.stdout
