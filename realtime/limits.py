@@ -68,3 +68,10 @@ class Bucket:
             return True
         self.tokens = tokens
         return False
+
+
+def voice_size_ok(size: int) -> bool:
+    """The one rule for a voice frame's size (1 to MAX_VOICE_BYTES bytes): the relay
+    refuses the rest, and the server's direct hand-off leaves them to the usual path,
+    which answers them with an error."""
+    return 0 < size <= MAX_VOICE_BYTES

@@ -40,12 +40,12 @@ from realtime.limits import (
     ABUSE_REFILL,
     COST_VOICE_OVER_RATE,
     HEADER,
-    MAX_VOICE_BYTES,
     VOICE_BURST,
     VOICE_RATE,
     VOICE_ROOM,
     VOICE_WHISPER,
     Bucket,
+    voice_size_ok,
 )
 from realtime.servers import ServerSocket, server_socket
 from realtime.servers.wire import binary_frame
@@ -362,7 +362,7 @@ class Relay:
         """Relay one frame from `ep`. Returns an error code for the client, or None."""
         stats.frames_in += 1
         size = len(payload)
-        if size > MAX_VOICE_BYTES or size == 0:
+        if not voice_size_ok(size):
             stats.frames_oversized += 1
             return "frame_too_large" if size else "empty_frame"
         if self.overloaded:

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from accounts.models import User
 from realtime import runtime
-from realtime.limits import MAX_VOICE_BYTES
+from realtime.limits import voice_size_ok
 from realtime.presence import NODE_ID
 from realtime.relay import Endpoint, Relay, stats
 from rooms import contract, events, services
@@ -71,7 +71,7 @@ class RoomConsumer(LeanWebsocketConsumer):
         """A binary frame handed over by the server as it was read (rooms/ws/loop.py).
         One the relay would refuse goes the usual way, to be answered with an error."""
         ep = self.endpoint
-        if ep is None or not 0 < len(data) <= MAX_VOICE_BYTES:
+        if ep is None or not voice_size_ok(len(data)):
             return False
         stats.frames_in_direct += 1
         self.relay.voice_in(ep, data)
