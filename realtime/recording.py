@@ -184,6 +184,7 @@ class Recordings:
 
     def __init__(self) -> None:
         self.active: dict[int, Recorder] = {}  # room -> recorder (read by the hot path)
+        self.changed: dict[int, float] = {}  # room -> time.monotonic() of its last start/stop
         self._ending: list[Recorder] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -197,16 +198,38 @@ class Recordings:
         if current is not None:
             self.stop(room_id)
         self.active[room_id] = Recorder(room_id, recording_id, started_wall, codec)
+        self.changed[room_id] = time.monotonic()
         self._ensure_thread()
 
     def stop(self, room_id: int) -> None:
         rec = self.active.pop(room_id, None)
         if rec is not None:
+            self.changed[room_id] = time.monotonic()
             rec.stopped = True
             with self._lock:
                 self._ending.append(rec)
             self._wake.set()
             self._ensure_thread()
+
+    def reconcile(self, room_id: int, control: dict | None, read_at: float) -> None:
+        """Apply what the database said of the room's recording (`control`: its running
+        recording's control message, or None), read from `read_at` (time.monotonic())
+        on. An event that started or stopped this room's recorder since then is newer
+        than the read, and wins. This is how a lost `recording.control` is made good."""
+        if self.changed.get(room_id, float("-inf")) >= read_at:
+            return
+        if control is not None and control["active"]:
+            self.start(room_id, control["recording_id"], control["started_at"], control["codec"])
+        elif room_id in self.active:
+            self.stop(room_id)
+        else:
+            self.changed.pop(room_id, None)  # nothing to remember of a room not recording
+
+    def forget_changes(self, older_than: float) -> None:
+        """Drop the change times (before `older_than`) of rooms not recording here."""
+        for room_id, at in list(self.changed.items()):
+            if at < older_than and room_id not in self.active:
+                del self.changed[room_id]
 
     def recording_id(self, room_id: int) -> int | None:
         rec = self.active.get(room_id)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -41,8 +42,12 @@ Job = Callable[["Runtime"], Coroutine[Any, Any, None]]
 # {room_id: [user_id, ...]} of the local sockets -> {(room_id, user_id): may speak now}
 SpeakCheck = Callable[[dict[int, list[int]]], Awaitable[dict[tuple[int, int], bool]]]
 
+# [room_id, ...] -> {room_id: control message of its running recording} (none: absent)
+RecordingCheck = Callable[[list[int]], Awaitable[dict[int, dict[str, Any]]]]
+
 _jobs: dict[str, Job] = {}
 _speak_check: SpeakCheck | None = None
+_recording_check: RecordingCheck | None = None
 
 
 def register_job(name: str, job: Job) -> None:
@@ -54,6 +59,12 @@ def set_speak_check(check: SpeakCheck | None) -> None:
     """Where the speak re-check reads who may speak (the rooms app's database)."""
     global _speak_check
     _speak_check = check
+
+
+def set_recording_check(check: RecordingCheck | None) -> None:
+    """Where the re-check reads which rooms record (the rooms app's database)."""
+    global _recording_check
+    _recording_check = check
 
 
 class Runtime:
@@ -170,20 +181,22 @@ class Runtime:
             self.tap.evidence.sweep()
 
     async def _recheck_speakers(self) -> None:
-        """Re-read who may speak, so the relay's mute gate does not rest on events alone.
+        """Re-read who may speak and which rooms record, so neither rests on events alone.
 
         The consumer keeps `Endpoint.can_speak` current from `participant.updated`,
         `seat.updated` and `room.updated` events, which are best effort: one lost (a
         channel layer at capacity, a node restarting) would leave a muted member heard
         for ever. Every `speak_recheck_s` the state is read again from where it is kept
         (membership, seats, presence) and applied, so a muted member is silenced within
-        that period plus one read, whatever happened to the event.
+        that period plus one read, whatever happened to the event. A lost
+        `recording.control` is made good the same way (`Recordings.reconcile`).
         """
         every = self.speak_recheck_s
         while True:
             await asyncio.sleep(every)
-            check = _speak_check
             rooms = {room_id: list(room) for room_id, room in self.relay.rooms.items()}
+            await self._recheck_recordings(rooms)
+            check = _speak_check
             if check is None or not rooms:
                 continue
             try:
@@ -198,6 +211,26 @@ class Runtime:
                     ep = self.relay.local(room_id, user_id)
                     if ep is not None:
                         ep.can_speak = allowed.get((room_id, user_id), False)
+
+    async def _recheck_recordings(self, rooms: dict[int, list[int]]) -> None:
+        """Rooms with local sockets or a local recorder: start or stop their recorders
+        as the database says (an event since the read wins)."""
+        check = _recording_check
+        recordings = self.tap.recordings
+        room_ids = sorted(set(rooms) | set(recordings.active))
+        if check is None or not room_ids:
+            return
+        read_at = time.monotonic()
+        try:
+            controls = await check(room_ids)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("recording re-check failed; retrying", exc_info=True)
+            return
+        for room_id in room_ids:
+            recordings.reconcile(room_id, controls.get(room_id), read_at)
+        recordings.forget_changes(read_at - 60.0)
 
 
 _current: Runtime | None = None

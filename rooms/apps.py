@@ -27,6 +27,7 @@ class RoomsConfig(AppConfig):
         # rooms models or services): housekeeping, and who may speak for the mute gate.
         runtime.register_job("reaper", reaper.run)
         runtime.set_speak_check(reaper.speak_check)
+        runtime.set_recording_check(reaper.recording_check)
         # Recording tracks go to Django's storage (realtime/recording.py stays database-free).
         from rooms.services.recording import install_track_store
 

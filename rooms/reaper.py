@@ -28,6 +28,7 @@ from rooms.policy import may_speak
 logger = logging.getLogger(__name__)
 
 ABSENT_EVERY_S = 30.0
+SPOOL_EVERY_S = 60.0  # spooled recording tracks whose writer died: uploaded this often
 _last_beat: float | None = None  # time.monotonic() of this process's last heartbeat
 _judge_others_after = 0.0
 RETRY_TIMEOUT_S = 1.0  # a resume window whose timeout failed is tried again this much later
@@ -112,7 +113,11 @@ async def run(rt: Runtime) -> None:
     interval = min(1.0, float(settings.VOICEROOM_NODE_HEARTBEAT_S))
     reattach = False
     pruned = time.monotonic()
+    spool_swept: float | None = None
     while True:
+        if spool_swept is None or time.monotonic() - spool_swept >= SPOOL_EVERY_S:
+            spool_swept = time.monotonic()
+            await _recover_spool()
         try:
             lost = await database_sync_to_async(tick)(
                 sequences=relay.unsaved_sequences(),
@@ -134,6 +139,15 @@ async def run(rt: Runtime) -> None:
             logger.warning("presence housekeeping failed; retrying", exc_info=True)
             reattach = True
         await asyncio.sleep(interval)
+
+
+async def _recover_spool() -> None:
+    try:
+        await database_sync_to_async(services.recording_spool_recover)()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.warning("spooled recording tracks could not be recovered", exc_info=True)
 
 
 def speak_states(rooms: dict[int, list[int]]) -> dict[tuple[int, int], bool]:
@@ -185,3 +199,8 @@ def speak_states(rooms: dict[int, list[int]]) -> dict[tuple[int, int], bool]:
 async def speak_check(rooms: dict[int, list[int]]) -> dict[tuple[int, int], bool]:
     """`speak_states` from the event loop (the runtime's speak re-check calls this)."""
     return await database_sync_to_async(speak_states)(rooms)
+
+
+async def recording_check(room_ids: list[int]) -> dict[int, dict]:
+    """`services.recording_controls` from the event loop (the runtime's re-check)."""
+    return await database_sync_to_async(services.recording_controls)(room_ids=room_ids)

@@ -42,7 +42,12 @@ from rooms.services.participation import (
     participants_revoke,
 )
 from rooms.services.placement import placement_beat, room_unplace, room_ws_url, rooms_rehome
-from rooms.services.recording import recording_active, recording_set
+from rooms.services.recording import (
+    recording_active,
+    recording_controls,
+    recording_set,
+    recording_spool_recover,
+)
 from rooms.services.reports import report_close, report_create
 from rooms.services.rooms import room_close, room_create, room_open, room_update
 from rooms.services.seat_requests import (
@@ -86,7 +91,9 @@ __all__ = [
     "participants_revoke",
     "placement_beat",
     "recording_active",
+    "recording_controls",
     "recording_set",
+    "recording_spool_recover",
     "report_close",
     "report_create",
     "room_close",

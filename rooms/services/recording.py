@@ -10,13 +10,19 @@ the nodes, which close their tracks (end-of-stream page, size and length stored)
 Tracks go to Django's default storage. A storage with local paths (FileSystemStorage,
 the default) is written in place, page by page, so a node that dies leaves a file
 playable up to its last flushed page. Other storages (S3 through django-storages) get
-the track when it is closed; until then it grows in VOICEROOM_RECORDING_SPOOL.
+the track when it is closed; until then it grows in VOICEROOM_RECORDING_SPOOL, as
+`voiceroom-track-<track id>.<ext>`, locked (flock) by the process writing it. A file
+whose lock is free has lost its writer (the process died): `recording_spool_recover`
+uploads it to the track's name (the reaper runs it every minute on every node, and
+`manage.py recover_spooled_tracks` runs it on demand, e.g. over a dead node's disk).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import re
 import tempfile
 from datetime import UTC, datetime
 from typing import BinaryIO
@@ -101,6 +107,42 @@ def recording_active(*, room_id: int) -> dict | None:
     return control_message(current) if current is not None else None
 
 
+SPOOL_PREFIX = "voiceroom-track-"
+_SPOOLED = re.compile(re.escape(SPOOL_PREFIX) + r"(\d+)\.(ogg|wav)")
+
+
+def spool_dir() -> str:
+    return settings.VOICEROOM_RECORDING_SPOOL or tempfile.gettempdir()
+
+
+def _spool_open(track_id: int, ext: str) -> BinaryIO:
+    """The spool file of a track, locked by this process for as long as it is open.
+
+    It is created under a temporary name, locked, then renamed: a file under the
+    spooled name is never seen unlocked while its writer lives."""
+    spool = spool_dir()
+    os.makedirs(spool, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=spool, prefix=".writing-", suffix=f".{ext}")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        final = os.path.join(spool, f"{SPOOL_PREFIX}{track_id}.{ext}")
+        os.replace(temp, final)
+    except BaseException:
+        os.close(fd)
+        os.unlink(temp)
+        raise
+    out = os.fdopen(fd, "wb")
+    out.spool_path = final  # type: ignore[attr-defined]
+    return out
+
+
+def recording_controls(*, room_ids: list[int]) -> dict[int, dict]:
+    """The control message of each of these rooms' running recordings (rooms that do
+    not record are absent): the runtime's re-check compares its recorders with it."""
+    running = Recording.objects.filter(room_id__in=room_ids, ended_at__isnull=True)
+    return {r.room_id: control_message(r) for r in running.order_by("started_at", "id")}
+
+
 class StorageTrackStore:
     """Where realtime/recording.py writes tracks: Django's default storage. Runs in the
     recorder's writer thread (never on the event loop)."""
@@ -112,20 +154,21 @@ class StorageTrackStore:
         name = default_storage.get_available_name(
             f"recordings/{room_id}/{recording_id}/{user_id}-{node}.{ext}"
         )
-        try:
-            path = default_storage.path(name)
-        except NotImplementedError:  # no local paths (S3...): spool, upload at close
-            spool = settings.VOICEROOM_RECORDING_SPOOL or tempfile.gettempdir()
-            os.makedirs(spool, exist_ok=True)
-            out: BinaryIO = tempfile.NamedTemporaryFile(  # type: ignore[assignment]
-                dir=spool, suffix=f".{ext}", delete=False
-            )
-        else:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            out = open(path, "xb")
         track = RecordingTrack.objects.create(
             recording_id=recording_id, user_id=user_id, file=name, node=NODE_ID
         )
+        out: BinaryIO
+        try:
+            try:
+                path = default_storage.path(name)
+            except NotImplementedError:  # no local paths (S3...): spool, upload at close
+                out = _spool_open(track.pk, ext)
+            else:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                out = open(path, "xb")
+        except BaseException:
+            track.delete()
+            raise
         out.track_id = track.pk  # type: ignore[attr-defined]
         out.storage_name = name  # type: ignore[attr-defined]
         return out
@@ -141,16 +184,70 @@ class StorageTrackStore:
     ) -> None:
         close_old_connections()
         name = out.storage_name  # type: ignore[attr-defined]
-        out.close()
-        try:
-            default_storage.path(name)
-        except NotImplementedError:
-            with open(out.name, "rb") as spooled:
-                name = default_storage.save(name, File(spooled))
-            os.unlink(out.name)
+        spooled = getattr(out, "spool_path", None)
+        if spooled is None:
+            out.close()
+        else:
+            # Uploaded while still locked, so a recovery pass never takes it meanwhile;
+            # unlinked before the lock goes (with the file closed).
+            out.flush()
+            try:
+                with open(spooled, "rb") as data:
+                    name = default_storage.save(name, File(data))
+            except BaseException:
+                out.close()  # left for recording_spool_recover
+                raise
         RecordingTrack.objects.filter(pk=out.track_id).update(  # type: ignore[attr-defined]
             file=name, bytes=size, duration_s=round(dur, 3), finished=True
         )
+        if spooled is not None:
+            os.unlink(spooled)
+            out.close()
+
+
+def recording_spool_recover(*, spool: str | None = None) -> int:
+    """Upload the spooled tracks whose writer died (their lock is free) to the storage,
+    under their track's name, and remove them; returns how many were uploaded.
+
+    Safe to run from any number of processes at once, beside live writers: a file is
+    handled only under its lock, and only while it still has a name. A recovered track
+    keeps `finished` False, like a track cut by a crash in local storage: its size and
+    length are measured from the file when listed."""
+    spool = spool or spool_dir()
+    try:
+        entries = [e for e in os.scandir(spool) if _SPOOLED.fullmatch(e.name)]
+    except FileNotFoundError:
+        return 0
+    uploaded = 0
+    for entry in entries:
+        match = _SPOOLED.fullmatch(entry.name)
+        assert match is not None
+        try:
+            f = open(entry.path, "rb")
+        except FileNotFoundError:
+            continue  # its writer or another pass was quicker
+        with f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its writer is alive
+            if os.fstat(f.fileno()).st_nlink == 0:
+                continue  # uploaded and removed after we opened it
+            close_old_connections()
+            track = RecordingTrack.objects.filter(pk=int(match.group(1))).first()
+            if track is not None and not track.finished:
+                name = default_storage.save(track.file.name, File(f))
+                RecordingTrack.objects.filter(pk=track.pk).update(file=name)
+                uploaded += 1
+                logger.warning(
+                    "spooled track %s of recording %s uploaded after its writer died",
+                    track.pk,
+                    track.recording_id,
+                )
+            elif track is None:
+                logger.warning("spooled %s has no track (recording deleted): removed", entry.name)
+            os.unlink(entry.path)
+    return uploaded
 
 
 def install_track_store() -> None:

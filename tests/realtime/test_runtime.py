@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -47,6 +48,7 @@ async def test_the_speak_recheck_corrects_an_endpoint_the_events_left_wrong(monk
 
     monkeypatch.setattr(runtime, "_jobs", {})
     monkeypatch.setattr(runtime, "_speak_check", check)
+    monkeypatch.setattr(runtime, "_recording_check", None)
     rt = _a_runtime(speak_recheck_s=0.05)
     sent = []
 
@@ -88,3 +90,74 @@ def test_realtime_imports_nothing_from_rooms_models_services_faces_or_accounts(f
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _control(recording_id: int, active: bool = True) -> dict:
+    return {
+        "type": "recording.control",
+        "recording_id": recording_id,
+        "active": active,
+        "started_at": 1.0,
+        "codec": "opus",
+    }
+
+
+async def test_the_recheck_makes_good_a_lost_recording_control(monkeypatch):
+    # Room 1 records (its start event was lost); room 2's recording ended (its stop was
+    # lost); room 3 records on a node that already knows.
+    answers = {1: _control(7), 3: _control(9)}
+    asked = []
+
+    async def check(room_ids):
+        asked.append(room_ids)
+        return answers
+
+    monkeypatch.setattr(runtime, "_jobs", {})
+    monkeypatch.setattr(runtime, "_speak_check", None)
+    monkeypatch.setattr(runtime, "_recording_check", check)
+    rt = _a_runtime(speak_recheck_s=0.05)
+    recordings = rt.tap.recordings
+
+    async def send(message):
+        pass
+
+    for room_id in (1, 3):
+        rt.relay.add(Endpoint(room_id=room_id, user_id=5, send=send))
+    recordings.start(2, 8, 1.0, "opus")  # no socket left in room 2: still re-checked
+    recordings.start(3, 9, 1.0, "opus")
+    kept = recordings.active[3]
+    try:
+        rt.start()
+        await asyncio.sleep(0.2)
+        await rt.stop()
+        assert asked[0] == [1, 2, 3]
+        assert recordings.recording_id(1) == 7
+        assert recordings.recording_id(2) is None
+        assert recordings.active[3] is kept  # the same recorder, not a new one
+    finally:
+        recordings.shutdown()
+
+
+def test_an_event_newer_than_the_read_wins_over_it():
+    from realtime.recording import Recordings
+
+    recordings = Recordings()
+    try:
+        read_at = time.monotonic()
+        recordings.start(1, 7, 1.0, "opus")  # the start event arrived during the read
+        recordings.reconcile(1, None, read_at)  # the read did not see it yet
+        assert recordings.recording_id(1) == 7
+        read_at = time.monotonic()
+        recordings.stop(1)  # the stop event arrived during the next read
+        recordings.reconcile(1, _control(7), read_at)
+        assert recordings.recording_id(1) is None
+        # A read after both is applied; an inactive control stops nothing it does not see.
+        read_at = time.monotonic() + 1
+        recordings.reconcile(1, _control(7), read_at)
+        assert recordings.recording_id(1) == 7
+        recordings.reconcile(1, _control(7, active=False), read_at + 1)
+        assert recordings.recording_id(1) is None
+        recordings.forget_changes(read_at + 10)
+        assert recordings.changed == {}
+    finally:
+        recordings.shutdown()
