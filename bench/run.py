@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 from bench import soak
 from bench.report import cpu_model, fmt, md_table, write_json
+from bench.rest import load_user_cache
 from realtime.limits import MAX_MESSAGE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -298,6 +299,23 @@ class Runner:
         )
         self.migrated = True
 
+    def seed_users(self, needed: int) -> None:
+        """Enough users in the cache for the load generator, made in bulk in the database
+        (bench.seed) rather than registered over REST, one password hash each; unless
+        --register-over-rest. If seeding fails, the load generator registers them."""
+        have = len(load_user_cache(self.user_cache))
+        if self.args.register_over_rest or needed <= have:
+            return
+        log(f"seeding {needed - have} users into the database (bench.seed)")
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "bench.seed", "--count", str(needed - have),
+                 "--cache", self.user_cache],
+                cwd=ROOT, env=self.env, check=True, timeout=300,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError) as exc:
+            log(f"seeding failed ({exc}); the load generator registers over REST")
+
     # -- one loadgen run ---------------------------------------------------------------
 
     def loadgen(
@@ -311,6 +329,8 @@ class Runner:
     ):
         out = self.workdir / f"{label}-{rooms}.json"
         p = self.params
+        if target == "voiceroom":
+            self.seed_users(rooms * p["members"])
         argv = [
             sys.executable, "-m", "bench.loadgen", "--target", target,
             "--rooms", str(rooms), "--members", str(p["members"]),
@@ -665,6 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-p99-ms", type=float, default=100.0)
     p.add_argument("--max-loss-pct", type=float, default=1.0)
     p.add_argument("--keep-workdir", action="store_true")
+    p.add_argument("--register-over-rest", action="store_true",
+                   help="register the load's users over the REST API, one password "
+                   "hash each (minutes for hundreds), instead of seeding them in bulk")  # fmt: skip
     p.add_argument("--recording", type=int, default=0, metavar="N",
                    help="run each server twice, without recording and with N rooms "
                         "recording, and compare the two (issue 16)")  # fmt: skip

@@ -21,6 +21,7 @@ from tests.live import ROOT
         "bench.capacity_sim",
         "bench.webhooks",
         "bench.write_cost",
+        "bench.seed",
     ],
 )
 def test_the_command_starts_without_django_settings(module):
