@@ -63,6 +63,19 @@ def _spread(room_id: int, node: str) -> bytes:
     return hashlib.blake2b(f"{room_id}:{node}".encode(), digest_size=8).digest()
 
 
+def keeps_home(
+    home: NodeInfo,
+    *,
+    now: float,
+    dead_after: float,
+    idle: bool = False,
+    room_estimate: int = ROOM_ESTIMATE,
+) -> bool:
+    """Whether a room stays on its current home `home`: while the home is alive, except
+    an `idle` room (no sockets) on a home with no room to spare (`choose_home`)."""
+    return now - home.seen <= dead_after and (not idle or home.spare(room_estimate))
+
+
 def choose_home(
     room_id: int,
     nodes: Iterable[NodeInfo],
@@ -89,7 +102,8 @@ def choose_home(
     if not alive:
         return None
     home = alive.get(current) if current else None
-    if home is not None and (not idle or home.spare(room_estimate)):
+    if home is not None and keeps_home(home, now=now, dead_after=dead_after, idle=idle,
+                                       room_estimate=room_estimate):  # fmt: skip
         return home.node
     spare = [n for n in alive.values() if n.spare(room_estimate)]
     if prefer:
@@ -145,6 +159,18 @@ return 1
 """
 
 
+def _node_info(node: str, body: bytes, placed: bytes | None) -> NodeInfo:
+    d = json.loads(body)
+    return NodeInfo(
+        node=node,
+        url=d["url"],
+        seen=float(d["seen"]),
+        sockets=int(d["sockets"]),
+        capacity=int(d["capacity"]),
+        placed=int(placed or 0),
+    )
+
+
 class Directory:
     """Heartbeats and homes in Redis, shared by every node.
 
@@ -174,20 +200,15 @@ class Directory:
         pipe.hgetall(self.p + "nodes")
         pipe.hgetall(self.p + "placed")
         raw, placed = pipe.execute()
-        out = []
-        for node, body in raw.items():
-            d = json.loads(body)
-            out.append(
-                NodeInfo(
-                    node=node.decode(),
-                    url=d["url"],
-                    seen=float(d["seen"]),
-                    sockets=int(d["sockets"]),
-                    capacity=int(d["capacity"]),
-                    placed=int(placed.get(node, 0)),
-                )
-            )
-        return out
+        return [_node_info(node.decode(), body, placed.get(node)) for node, body in raw.items()]
+
+    def node(self, node: str) -> NodeInfo | None:
+        """One node's entry (with its `placed` count), or None when it has none."""
+        pipe = self.r.pipeline()
+        pipe.hget(self.p + "nodes", node)
+        pipe.hget(self.p + "placed", node)
+        body, placed = pipe.execute()
+        return _node_info(node, body, placed) if body else None
 
     def home_of(self, room_id: int) -> str | None:
         raw = self.r.hget(self.p + "home", room_id)
@@ -207,6 +228,12 @@ class Directory:
         the other answers with the winner's choice)."""
         for _ in range(5):
             current = self.home_of(room_id)
+            if current:
+                # Steady state (every join and ticket of a placed room): the home's own
+                # entry answers, without reading every node's (docs/capacity.md).
+                home = self.node(current)
+                if home is not None and keeps_home(home, now=now, dead_after=dead_after, idle=idle):
+                    return home
             nodes = self.nodes()
             chosen = choose_home(
                 room_id,

@@ -17,7 +17,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from realtime import presence, runtime
-from realtime.placement import NodeInfo, live, ws_url_for
+from realtime.placement import NodeInfo, ws_url_for
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ def room_ws_url(*, room_id: int, now: float | None = None, place: bool = True) -
     try:
         if not place:
             node = rt.placement.home_of(room_id)
-            alive = live(rt.placement.nodes(), now, _dead_after()) if node else {}
-            return ws_url_for(room_id, alive[node].url if node in alive else None)
+            home = rt.placement.node(node) if node else None
+            alive = home is not None and now - home.seen <= _dead_after()
+            return ws_url_for(room_id, home.url if home is not None and alive else None)
         sessions = presence.store().sessions(room_id)
         # Where the room's members are connected now: a room that must be placed again
         # goes, if it can, where most of them already are (no one has to move).

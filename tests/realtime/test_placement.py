@@ -156,3 +156,31 @@ def test_two_nodes_placing_one_room_at_once_agree(directory):
     assert len(set(answers)) == 1 and answers[0] == directory.home_of(42)
     placed = {n.node: n.placed for n in directory.nodes()}
     assert sum(placed.values()) == 1
+
+
+@pytest.mark.redis
+def test_a_placed_room_is_answered_from_its_homes_entry_alone(directory, monkeypatch):
+    directory.beat(node("a", 0))
+    directory.beat(node("b", 500))
+    assert directory.place(1, now=NOW, dead_after=6).node == "a"
+    whole_table = []
+    real_nodes = directory.nodes
+
+    def counted():
+        whole_table.append(1)
+        return real_nodes()
+
+    monkeypatch.setattr(directory, "nodes", counted)
+    # Steady state: the home is alive, so neither the table nor the policy is consulted.
+    home = directory.place(1, now=NOW + 1, dead_after=6)
+    assert home == NodeInfo("a", "http://h/a", NOW, 0, 1000, 1)
+    assert whole_table == []
+    # A dead home, and an idle room on a full home, still read the whole table and move.
+    directory.beat(node("b", 500, seen=NOW + 8))
+    assert directory.place(1, now=NOW + 8, dead_after=6).node == "b"
+    assert len(whole_table) == 1
+    directory.beat(node("b", 1000, seen=NOW + 8))
+    directory.beat(node("a", 0, seen=NOW + 8))
+    assert directory.place(1, now=NOW + 8, dead_after=6, idle=True).node == "a"
+    assert len(whole_table) == 2
+    assert directory.node("nobody") is None
