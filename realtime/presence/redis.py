@@ -81,7 +81,9 @@ class RedisStore:
       rt:{token}          "room:user:session" of the session's latest token only (deleted
                           when redeemed or replaced; expires with the window once detached)
       deadlines           zset "room:user:session" -> window end
-      nodes               hash node -> last heartbeat
+      beats               zset node -> last heartbeat (until 2026-12-04: `nodes`, a hash;
+                          a node of each version does not see the other's beats, so
+                          neither declares the other dead during a rolling upgrade)
       n:{node}            set "room:user" attached through that node
 
     Redis keeps only live state, and may lose it (restarted without persistence, or a
@@ -269,18 +271,19 @@ class RedisStore:
         lost its data, or other nodes declared this node dead (its heartbeats stopped
         reaching Redis). In the last two cases presence may have lost this node's live
         sockets: see `reattach`."""
-        return bool(self.r.hset(f"{self.p}nodes", node, now))
+        return bool(self.r.zadd(f"{self.p}beats", {node: now}))
 
     def defer(self, room_id, user_id, session_id, until):
         """Put an expired deadline back (its timeout failed), to be claimed again."""
         self.r.zadd(f"{self.p}deadlines", {f"{room_id}:{user_id}:{session_id}": until})
 
     def claim_dead_nodes(self, now, dead_after):
-        dead = []
-        for node, seen in self.r.hgetall(f"{self.p}nodes").items():
-            if float(seen) < now - dead_after and self.r.hdel(f"{self.p}nodes", node):
-                dead.append(_text(node))
-        return dead
+        """Nodes whose last heartbeat is older than `dead_after`, each claimed by one
+        caller (ZREM). The heartbeats are a sorted set by time, so every node's check
+        each second reads the dead entries only, not every node's (docs/capacity.md)."""
+        key = f"{self.p}beats"
+        stale = cast(list[bytes], self.r.zrangebyscore(key, "-inf", f"({now - dead_after}"))
+        return [_text(node) for node in stale if self.r.zrem(key, node)]
 
     def detach_node(self, node):
         """Put every session still attached through `node` into its resume window."""

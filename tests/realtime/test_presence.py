@@ -217,3 +217,26 @@ def test_sessions_of_rooms_reads_several_rooms_in_one_call(store):
     assert {s.user_id: s.self_muted for s in got[1]} == {7: False, 8: True}
     assert got[3] == []
     assert store.sessions_of_rooms([]) == {}
+
+
+@pytest.mark.redis
+def test_dead_nodes_are_read_from_the_old_heartbeats_only_and_claimed_once():
+    store = _redis_store()
+    other = RedisStore(os.environ["REDIS_URL"], store.p[:-1])
+    try:
+        assert store.heartbeat("a", 100.0) is True  # a node's first beat
+        assert store.heartbeat("a", 110.0) is False
+        assert store.heartbeat("b", 103.0) is True
+        assert store.heartbeat("c", 104.0) is True
+        # At 110 with 6 s: b (7 s old) is dead; c (6 s, not older) is not yet.
+        assert store.claim_dead_nodes(110.0, 6.0) == ["b"]
+        assert other.claim_dead_nodes(110.0, 6.0) == []  # claimed once, by one node
+        reads = []
+        real = store.r.zrangebyscore
+        store.r.zrangebyscore = lambda *a, **k: reads.append(a) or real(*a, **k)
+        assert store.claim_dead_nodes(120.0, 6.0) == ["c", "a"]  # oldest first
+        assert len(reads) == 1 and reads[0][1:] == ("-inf", "(114.0")
+        # A claimed node that beats again is a new entry: its caller must reattach.
+        assert store.heartbeat("b", 121.0) is True
+    finally:
+        store.r.delete(*(store.r.keys(f"{store.p}*") or [f"{store.p}none"]))
