@@ -81,9 +81,9 @@ class RedisStore:
       rt:{token}          "room:user:session" of the session's latest token only (deleted
                           when redeemed or replaced; expires with the window once detached)
       deadlines           zset "room:user:session" -> window end
-      beats               zset node -> last heartbeat (until 2026-12-04: `nodes`, a hash;
-                          a node of each version does not see the other's beats, so
-                          neither declares the other dead during a rolling upgrade)
+      beats               zset node -> last heartbeat
+      nodes               hash node -> last heartbeat, of nodes of a release before
+                          2026-12-04 (a rolling upgrade): still claimed when they die
       n:{node}            set "room:user" attached through that node
 
     Redis keeps only live state, and may lose it (restarted without persistence, or a
@@ -283,7 +283,16 @@ class RedisStore:
         each second reads the dead entries only, not every node's (docs/capacity.md)."""
         key = f"{self.p}beats"
         stale = cast(list[bytes], self.r.zrangebyscore(key, "-inf", f"({now - dead_after}"))
-        return [_text(node) for node in stale if self.r.zrem(key, node)]
+        dead = [_text(node) for node in stale if self.r.zrem(key, node)]
+        legacy = f"{self.p}nodes"
+        if self.r.exists(legacy):
+            # Heartbeats of nodes of a release before the sorted set (a rolling
+            # upgrade): claimed as before, until the last of them is gone and the hash
+            # with it.
+            for node, seen in self.r.hgetall(legacy).items():
+                if float(seen) < now - dead_after and self.r.hdel(legacy, node):
+                    dead.append(_text(node))
+        return dead
 
     def detach_node(self, node):
         """Put every session still attached through `node` into its resume window."""

@@ -240,3 +240,18 @@ def test_dead_nodes_are_read_from_the_old_heartbeats_only_and_claimed_once():
         assert store.heartbeat("b", 121.0) is True
     finally:
         store.r.delete(*(store.r.keys(f"{store.p}*") or [f"{store.p}none"]))
+
+
+@pytest.mark.redis
+def test_heartbeats_of_nodes_of_the_old_release_are_still_claimed():
+    # A rolling upgrade: nodes before the sorted set beat into the hash `nodes`.
+    store = _redis_store()
+    try:
+        store.r.hset(f"{store.p}nodes", mapping={"old-dead": 100.0, "old-live": 109.0})
+        store.heartbeat("new", 109.0)
+        assert store.claim_dead_nodes(110.0, 6.0) == ["old-dead"]
+        assert store.claim_dead_nodes(110.0, 6.0) == []
+        assert store.claim_dead_nodes(120.0, 6.0) == ["new", "old-live"]
+        assert not store.r.exists(f"{store.p}nodes")  # the last old node gone: no more reads
+    finally:
+        store.r.delete(*(store.r.keys(f"{store.p}*") or [f"{store.p}none"]))
