@@ -18,7 +18,7 @@ from rooms.models import Recording, RecordingTrack
 from rooms.services.recording import SPOOL_PREFIX, StorageTrackStore
 from tests.factories import RoomFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # the store closes old connections
 
 
 class BucketStorage(InMemoryStorage):
