@@ -187,22 +187,25 @@ class StorageTrackStore:
         spooled = getattr(out, "spool_path", None)
         if spooled is None:
             out.close()
-        else:
-            # Uploaded while still locked, so a recovery pass never takes it meanwhile;
-            # unlinked before the lock goes (with the file closed).
+            self._finished(out, name, size, dur)
+            return
+        # Uploaded while still locked, so a recovery pass never takes it meanwhile, and
+        # unlinked before the lock goes. Whatever fails, the file is closed (its lock
+        # released): a track left in the spool is recording_spool_recover's.
+        try:
             out.flush()
-            try:
-                with open(spooled, "rb") as data:
-                    name = default_storage.save(name, File(data))
-            except BaseException:
-                out.close()  # left for recording_spool_recover
-                raise
+            with open(spooled, "rb") as data:
+                name = default_storage.save(name, File(data))
+            self._finished(out, name, size, dur)
+            os.unlink(spooled)
+        finally:
+            out.close()
+
+    @staticmethod
+    def _finished(out: BinaryIO, name: str, size: int, dur: float) -> None:
         RecordingTrack.objects.filter(pk=out.track_id).update(  # type: ignore[attr-defined]
             file=name, bytes=size, duration_s=round(dur, 3), finished=True
         )
-        if spooled is not None:
-            os.unlink(spooled)
-            out.close()
 
 
 def recording_spool_recover(*, spool: str | None = None) -> int:

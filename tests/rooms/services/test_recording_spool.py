@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.files.storage import InMemoryStorage, default_storage
 from django.core.management import CommandError, call_command
+from django.db import DatabaseError
 
 from rooms import reaper, selectors, services
 from rooms.models import Recording, RecordingTrack
@@ -135,3 +136,47 @@ async def test_the_reaper_logs_a_failed_recovery_and_goes_on(monkeypatch, caplog
     with caplog.at_level(logging.WARNING):
         await reaper._recover_spool()
     assert "could not be recovered" in caplog.text
+
+
+def test_a_failed_upload_leaves_the_track_unlocked_for_recovery(spool, monkeypatch):
+    rec = a_recording()
+    store = StorageTrackStore()
+    out = store.open(rec.room_id, rec.pk, rec.room.owner_id, "opus")
+    out.write(b"OggS-kept")
+
+    def down(self, name, content, **kwargs):
+        raise OSError("bucket unreachable")
+
+    monkeypatch.setattr(BucketStorage, "save", down)
+    with pytest.raises(OSError):
+        store.close(rec.room_id, rec.pk, rec.room.owner_id, out, 9, 0.1)
+    assert out.closed  # its lock is released: recovery may take it
+    track = RecordingTrack.objects.get()
+    assert not track.finished
+    monkeypatch.undo()  # the bucket is back
+    assert services.recording_spool_recover() == 1
+    assert default_storage.open(RecordingTrack.objects.get().file.name).read() == b"OggS-kept"
+    assert spooled(spool) == []
+
+
+def test_a_failed_database_write_after_the_upload_still_releases_the_track(spool, monkeypatch):
+    rec = a_recording()
+    store = StorageTrackStore()
+    out = store.open(rec.room_id, rec.pk, rec.room.owner_id, "opus")
+    out.write(b"OggS-twice")
+    track_id = out.track_id  # type: ignore[attr-defined]
+
+    def down(*args, **kwargs):
+        raise DatabaseError("database unreachable")
+
+    monkeypatch.setattr(RecordingTrack.objects, "filter", down)
+    with pytest.raises(DatabaseError):
+        store.close(rec.room_id, rec.pk, rec.room.owner_id, out, 10, 0.1)
+    assert out.closed
+    monkeypatch.undo()
+    # Uploaded, but not recorded as finished: recovery uploads it again and points the
+    # track at that copy; nothing is lost.
+    assert spooled(spool) == [f"{SPOOL_PREFIX}{track_id}.ogg"]
+    assert services.recording_spool_recover() == 1
+    track = RecordingTrack.objects.get(pk=track_id)
+    assert default_storage.open(track.file.name).read() == b"OggS-twice"
