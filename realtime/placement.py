@@ -48,13 +48,17 @@ class NodeInfo:
     def load(self, room_estimate: int = ROOM_ESTIMATE) -> int:
         return self.sockets + self.placed * room_estimate
 
+    def alive(self, now: float, dead_after: float) -> bool:
+        """Heard from within `dead_after` seconds of `now`."""
+        return now - self.seen <= dead_after
+
     def spare(self, room_estimate: int = ROOM_ESTIMATE) -> bool:
         """Room for one more room of `room_estimate` sockets."""
         return self.load(room_estimate) + room_estimate <= self.capacity
 
 
 def live(nodes: Iterable[NodeInfo], now: float, dead_after: float) -> dict[str, NodeInfo]:
-    return {n.node: n for n in nodes if now - n.seen <= dead_after}
+    return {n.node: n for n in nodes if n.alive(now, dead_after)}
 
 
 def _spread(room_id: int, node: str) -> bytes:
@@ -73,7 +77,7 @@ def keeps_home(
 ) -> bool:
     """Whether a room stays on its current home `home`: while the home is alive, except
     an `idle` room (no sockets) on a home with no room to spare (`choose_home`)."""
-    return now - home.seen <= dead_after and (not idle or home.spare(room_estimate))
+    return home.alive(now, dead_after) and (not idle or home.spare(room_estimate))
 
 
 def choose_home(

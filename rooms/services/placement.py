@@ -40,7 +40,7 @@ def room_ws_url(*, room_id: int, now: float | None = None, place: bool = True) -
         if not place:
             node = rt.placement.home_of(room_id)
             home = rt.placement.node(node) if node else None
-            alive = home is not None and now - home.seen <= _dead_after()
+            alive = home is not None and home.alive(now, _dead_after())
             return ws_url_for(room_id, home.url if home is not None and alive else None)
         sessions = presence.store().sessions(room_id)
         # Where the room's members are connected now: a room that must be placed again

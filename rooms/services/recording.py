@@ -218,13 +218,11 @@ def recording_spool_recover(*, spool: str | None = None) -> int:
     length are measured from the file when listed."""
     spool = spool or spool_dir()
     try:
-        entries = [e for e in os.scandir(spool) if _SPOOLED.fullmatch(e.name)]
+        entries = [(e, m) for e in os.scandir(spool) if (m := _SPOOLED.fullmatch(e.name))]
     except FileNotFoundError:
         return 0
     uploaded = 0
-    for entry in entries:
-        match = _SPOOLED.fullmatch(entry.name)
-        assert match is not None
+    for entry, match in entries:
         try:
             f = open(entry.path, "rb")
         except FileNotFoundError:
