@@ -19,21 +19,30 @@ from bench.config import LoadConfig
 from bench.wsclient import CLOSED, perf_ns
 
 
-def process_cpu(pid: int) -> float:
-    """Whole-process CPU seconds: user + sys, reaped children, and live descendants."""
+def process_cpu_split(pid: int) -> tuple[float, float]:
+    """Whole-process CPU seconds as (user, system): reaped children and live descendants
+    included. System time is the kernel's work for the process (its reads, writes,
+    `epoll` and the TCP and loopback delivery they do), which no user-space change
+    removes except by making fewer system calls."""
     proc = psutil.Process(pid)
     t = proc.cpu_times()
-    total = t.user + t.system + t.children_user + t.children_system
+    user, system = t.user + t.children_user, t.system + t.children_system
     try:
         for child in proc.children(recursive=True):
             try:
                 ct = child.cpu_times()
-                total += ct.user + ct.system
+                user += ct.user
+                system += ct.system
             except psutil.Error:
                 pass
     except psutil.Error:
         pass
-    return total
+    return user, system
+
+
+def process_cpu(pid: int) -> float:
+    """Whole-process CPU seconds: user + sys, reaped children, and live descendants."""
+    return sum(process_cpu_split(pid))
 
 
 def process_rss(pid: int) -> int:
@@ -108,12 +117,21 @@ def sample_cpu(cfg: LoadConfig, me: psutil.Process) -> dict:
         + sys_t.system
         + sum(getattr(sys_t, name, 0.0) for name in ("nice", "irq", "softirq"))
     )
-    sample = {"self": t.user + t.system, "server": {}, "redis": None, "machine_busy": busy}
+    sample: dict[str, Any] = {
+        "self": t.user + t.system,
+        "server": {},
+        "server_sys": {},
+        "redis": None,
+        "machine_busy": busy,
+    }
     for pid in cfg.server_pids:
         try:
-            sample["server"][pid] = process_cpu(pid)
+            user, system = process_cpu_split(pid)
+            sample["server"][pid] = user + system
+            sample["server_sys"][pid] = system
         except psutil.Error:
             sample["server"][pid] = None
+            sample["server_sys"][pid] = None
     if cfg.redis_pid:
         try:
             sample["redis"] = process_cpu(cfg.redis_pid)

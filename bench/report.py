@@ -48,6 +48,17 @@ def write_json(path: str, data: Any) -> None:
     Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 
+def _delta_sum(before: dict | None, after: dict | None, pids: list[int]) -> float | None:
+    """The summed change of a per-process figure between two samples (None if a process
+    has no figure in either)."""
+    if not before or not after or not pids:
+        return None
+    deltas = [
+        after[p] - before[p] for p in pids if before.get(p) is not None and after.get(p) is not None
+    ]
+    return sum(deltas) if len(deltas) == len(pids) else None
+
+
 def build_report(cfg, stats, conns, per_room, errors, cpu0, cpu1, seconds, stalled_per_room=None):
     # Each frame is expected by every other connected member of its room, except the
     # stalled listeners (they are not reading; what reaches them is not measured).
@@ -79,6 +90,7 @@ def build_report(cfg, stats, conns, per_room, errors, cpu0, cpu1, seconds, stall
             if cpu0["server"].get(p) is not None and cpu1["server"].get(p) is not None
         ]
         server_cpu = sum(deltas) if deltas else None
+    server_sys = _delta_sum(cpu0.get("server_sys"), cpu1.get("server_sys"), cfg.server_pids)
     redis_cpu = None
     if cpu0["redis"] is not None and cpu1["redis"] is not None:
         redis_cpu = cpu1["redis"] - cpu0["redis"]
@@ -171,6 +183,10 @@ def build_report(cfg, stats, conns, per_room, errors, cpu0, cpu1, seconds, stall
         "server_cpu_us_per_delivery": r2(per_delivery(server_cpu))
         if server_cpu is not None
         else None,
+        # Of the server's CPU, what the kernel spent on its behalf (system time).
+        "server_sys_us_per_delivery": r2(per_delivery(server_sys))
+        if server_sys is not None
+        else None,
         "redis_pid": cfg.redis_pid,
         "redis_cpu_s": r2(redis_cpu),
         "redis_cpu_us_per_delivery": r2(per_delivery(redis_cpu)) if redis_cpu is not None else None,
@@ -196,7 +212,8 @@ def summary_line(res: dict) -> str:
         f" loss {f(res['loss_pct'], '{:.3f}')}%, gaps {res['gap_frames']},"
         f" latency ms p50 {f(lat.get('p50'), '{:.2f}')} p95 {f(lat.get('p95'), '{:.2f}')}"
         f" p99 {f(lat.get('p99'), '{:.2f}')} max {f(lat.get('max'), '{:.2f}')},"
-        f" server CPU {f(res['server_cpu_us_per_delivery'])} us/delivery,"
+        f" server CPU {f(res['server_cpu_us_per_delivery'])} us/delivery"
+        f" (kernel {f(res.get('server_sys_us_per_delivery'))}),"
         f" redis {f(res['redis_cpu_us_per_delivery'])} us/delivery,"
         f" loadgen CPU {f(res['loadgen_cpu_pct'], '{:.0f}')}%"
         f" ({f(res['loadgen_cpu_us_per_delivery'])} us/delivery)"

@@ -534,6 +534,7 @@ def table(rows: list[dict]) -> str:
             fmt(lat["max"], "{:.1f}"),
             fmt(r["deliveries_per_s"], "{:.0f}"),
             fmt(r["server_cpu_us_per_delivery"]),
+            fmt(r.get("server_sys_us_per_delivery")),
             fmt(r.get("x_bare"), "{:.2f}"),
             fmt(r["redis_cpu_us_per_delivery"]),
             fmt(r["loadgen_cpu_pct"], "{:.0f}"),
@@ -541,8 +542,8 @@ def table(rows: list[dict]) -> str:
             fmt(r.get("rooms_split"), "{:.0f}"),
         ])  # fmt: skip
     columns = ["rooms", "server", "loss %", "p50 ms", "p99 ms", "max ms", "deliveries/s",
-               "server CPU us/delivery", "x bare", "redis CPU us/delivery",
-               "loadgen CPU %", "x 1 node", "rooms split"]  # fmt: skip
+               "server CPU us/delivery", "of which kernel", "x bare",
+               "redis CPU us/delivery", "loadgen CPU %", "x 1 node", "rooms split"]  # fmt: skip
     return md_table(columns, cells)
 
 
