@@ -21,6 +21,7 @@ from tests.live import ROOT
         "bench.capacity_sim",
         "bench.webhooks",
         "bench.write_cost",
+        "bench.fanout_cost",
         "bench.seed",
     ],
 )
