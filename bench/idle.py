@@ -16,6 +16,9 @@ directory). The users and rooms are set up through the REST API (--rooms rooms o
    `welcome` (the bare relay sends none: open is enough). Nobody speaks;
 4. RSS after: --settle seconds later, measured again. KiB per idle socket =
    (RSS after - RSS before) / connected sockets;
+   CPU: after each of the two RSS readings, the server's CPU time (user + sys) over
+   --cpu-window seconds, as ms per second with 0 sockets and with N idle ones; the
+   difference over N is the CPU an idle socket costs, in us per second;
 5. they leave and close; once the node's /metrics says 0 local sockets (the time that
    takes is `release_s`), --settle seconds later the RSS once more.
 
@@ -41,7 +44,7 @@ import psutil
 from bench.client import BenchClient, Stats
 from bench.config import LoadConfig
 from bench.orchestration import Node, connect_members, run_in_uvloop, setup_voiceroom, teardown
-from bench.probes import scrape_metrics, servers_rss
+from bench.probes import process_cpu, scrape_metrics, servers_rss
 from bench.report import cpu_model, fmt, md_table, write_json
 from bench.run import LOADGEN_CORE, RESULTS, ROOT, Runner, machine_lock, server_list
 from bench.wsclient import OPEN
@@ -75,6 +78,21 @@ def redis_rss(pid: int | None) -> int | None:
         return None
 
 
+async def cpu_ms_per_s(pids: list[int], seconds: float) -> float | None:
+    """The servers' CPU time (ms) per second of wall time over the next `seconds`
+    (None if a process is gone, or for a window of 0)."""
+    if seconds <= 0 or not pids:
+        return None
+    try:
+        before = sum(process_cpu(pid) for pid in pids)
+        start = time.monotonic()
+        await asyncio.sleep(seconds)
+        after = sum(process_cpu(pid) for pid in pids)
+    except psutil.Error:
+        return None
+    return (after - before) * 1000.0 / (time.monotonic() - start)
+
+
 async def measure_async(
     target: str,
     url: str,
@@ -84,6 +102,7 @@ async def measure_async(
     sockets: int,
     rooms: int,
     settle: float = 5.0,
+    cpu_window: float = 5.0,
     warmup_sockets: int = 40,
     setup_concurrency: int = 1,
     user_cache: str | None = None,
@@ -165,6 +184,7 @@ async def measure_async(
         rss0 = await stable_rss(server_pids)
         redis0 = redis_rss(redis_pid)
         local0 = await sockets_local()
+        cpu0 = await cpu_ms_per_s(server_pids, cpu_window)
         say(f"0 sockets: server RSS {rss0 / MIB:.1f} MiB; connecting {sockets} ...")
 
         t0 = time.monotonic()
@@ -182,6 +202,7 @@ async def measure_async(
         rss1 = await stable_rss(server_pids)
         redis1 = redis_rss(redis_pid)
         local1 = await sockets_local()
+        cpu1 = await cpu_ms_per_s(server_pids, cpu_window)
         say(f"{connected} idle sockets: server RSS {rss1 / MIB:.1f} MiB")
 
         t0 = time.monotonic()
@@ -197,6 +218,9 @@ async def measure_async(
 
     per_socket = (rss1 - rss0) / connected / KIB if rss0 and rss1 else None
     redis_per_socket = (redis1 - redis0) / connected / KIB if redis0 and redis1 else None
+    cpu_per_socket = (
+        (cpu1 - cpu0) * 1000.0 / connected if cpu0 is not None and cpu1 is not None else None
+    )
     return {
         "server": label,
         "target": target,
@@ -221,6 +245,13 @@ async def measure_async(
         "redis_kib_per_socket": round(redis_per_socket, 2)
         if redis_per_socket is not None
         else None,
+        "cpu_ms_per_s_before": round(cpu0, 2) if cpu0 is not None else None,
+        "cpu_ms_per_s_idle": round(cpu1, 2) if cpu1 is not None else None,
+        # The CPU one idle socket costs the server, us per second (may be < 0 by noise).
+        "cpu_us_per_idle_socket_s": round(cpu_per_socket, 2)
+        if cpu_per_socket is not None
+        else None,
+        "cpu_window_s": cpu_window,
         "release_s": release_s,
         "setup_s": round(setup_s, 1),
         "connect_s": round(connect_s, 1),
@@ -248,11 +279,15 @@ def table(rows: list[dict]) -> str:
             fmt(r["kib_per_idle_socket"]),
             fmt(r["rss_after_close_mib"]),
             fmt(r["redis_kib_per_socket"]),
+            fmt(r.get("cpu_ms_per_s_before")),
+            fmt(r.get("cpu_ms_per_s_idle")),
+            fmt(r.get("cpu_us_per_idle_socket_s")),
             fmt(r["connect_s"]),
             fmt(r.get("release_s")),
         ])  # fmt: skip
     columns = ["server", "idle sockets", "RSS 0 sockets MiB", "RSS idle MiB",
                "KiB per idle socket", "RSS after close MiB", "Redis KiB per socket",
+               "CPU ms/s 0 sockets", "CPU ms/s idle", "CPU us/s per idle socket",
                "connect s", "release s"]  # fmt: skip
     return md_table(columns, cells)
 
@@ -268,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sockets", type=int, default=1000)
     p.add_argument("--rooms", type=int, default=50, help="the sockets are spread over these")
     p.add_argument("--settle", type=float, default=5.0, help="seconds before each RSS reading")
+    p.add_argument("--cpu-window", type=float, default=5.0,
+                   help="seconds of CPU measured with 0 and N idle sockets (0: none)")  # fmt: skip
     p.add_argument("--warmup-sockets", type=int, default=40)
     p.add_argument("--redis", default="redis://127.0.0.1:6379/13")
     p.add_argument("--no-redis", action="store_true", help="embedded in-process layer")
@@ -307,6 +344,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         "sockets": args.sockets,
         "rooms": args.rooms,
         "settle": args.settle,
+        "cpu_window": args.cpu_window,
         "warmup_sockets": args.warmup_sockets,
     }
     try:

@@ -110,10 +110,15 @@ def test_idle_sockets_against_bare_relay(bare_relay):
         sockets=60,
         rooms=3,
         settle=0.3,
+        cpu_window=0.5,
         warmup_sockets=10,
         progress=False,
     )
     assert row["sockets_connected"] == row["sockets_open_at_measure"] == 60
+    assert row["cpu_ms_per_s_before"] >= 0 and row["cpu_ms_per_s_idle"] >= 0
+    per_socket = (row["cpu_ms_per_s_idle"] - row["cpu_ms_per_s_before"]) * 1000 / 60
+    # (from the rounded ms figures: 0.01 ms/s over 60 sockets is 0.17 us/s)
+    assert row["cpu_us_per_idle_socket_s"] == pytest.approx(per_socket, abs=0.2)
     assert row["connect_failures"] == 0
     assert row["rss_before_bytes"] > 0 and row["rss_idle_bytes"] > 0
     expected = (row["rss_idle_bytes"] - row["rss_before_bytes"]) / 60 / 1024
