@@ -49,14 +49,14 @@ def write_json(path: str, data: Any) -> None:
 
 
 def _delta_sum(before: dict | None, after: dict | None, pids: list[int]) -> float | None:
-    """The summed change of a per-process figure between two samples (None if a process
-    has no figure in either)."""
-    if not before or not after or not pids:
-        return None
+    """The summed change of a per-process figure between two samples, over the processes
+    that have it in both (None if none has)."""
     deltas = [
-        after[p] - before[p] for p in pids if before.get(p) is not None and after.get(p) is not None
+        after[p] - before[p]
+        for p in pids
+        if before and after and before.get(p) is not None and after.get(p) is not None
     ]
-    return sum(deltas) if len(deltas) == len(pids) else None
+    return sum(deltas) if deltas else None
 
 
 def build_report(cfg, stats, conns, per_room, errors, cpu0, cpu1, seconds, stalled_per_room=None):
@@ -82,14 +82,7 @@ def build_report(cfg, stats, conns, per_room, errors, cpu0, cpu1, seconds, stall
     def per_delivery(cpu_s):
         return cpu_s / deliveries * 1e6 if deliveries else None
 
-    server_cpu = None
-    if cfg.server_pids:
-        deltas = [
-            cpu1["server"][p] - cpu0["server"][p]
-            for p in cfg.server_pids
-            if cpu0["server"].get(p) is not None and cpu1["server"].get(p) is not None
-        ]
-        server_cpu = sum(deltas) if deltas else None
+    server_cpu = _delta_sum(cpu0["server"], cpu1["server"], cfg.server_pids)
     server_sys = _delta_sum(cpu0.get("server_sys"), cpu1.get("server_sys"), cfg.server_pids)
     redis_cpu = None
     if cpu0["redis"] is not None and cpu1["redis"] is not None:
