@@ -284,14 +284,13 @@ class RedisStore:
         key = f"{self.p}beats"
         stale = cast(list[bytes], self.r.zrangebyscore(key, "-inf", f"({now - dead_after}"))
         dead = [_text(node) for node in stale if self.r.zrem(key, node)]
+        # Heartbeats of nodes of a release before the sorted set (a rolling upgrade):
+        # claimed as before, until the last of them is gone and the hash with it (then
+        # HGETALL answers {}: one round trip, as a check that the hash exists would be).
         legacy = f"{self.p}nodes"
-        if self.r.exists(legacy):
-            # Heartbeats of nodes of a release before the sorted set (a rolling
-            # upgrade): claimed as before, until the last of them is gone and the hash
-            # with it.
-            for node, seen in self.r.hgetall(legacy).items():
-                if float(seen) < now - dead_after and self.r.hdel(legacy, node):
-                    dead.append(_text(node))
+        for node, seen in cast(dict[bytes, bytes], self.r.hgetall(legacy)).items():
+            if float(seen) < now - dead_after and self.r.hdel(legacy, node):
+                dead.append(_text(node))
         return dead
 
     def detach_node(self, node):
